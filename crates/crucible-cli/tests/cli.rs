@@ -1,0 +1,154 @@
+//! The `crucible` binary end to end: bad input gets a clear error naming the place and
+//! does not stop the rest; `run --json` has the documented shape; exit codes hold.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn crucible(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crucible"))
+        .args(args)
+        .env("CRUCIBLE_LOG", "error")
+        .output()
+        .expect("run crucible")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const PROBLEMS: &str = r#"{"id":"add","tests":[{"kind":"call","function":"add","args":[1,2],"expected":3},{"kind":"assert","code":"assert add(2, 2) == 4"}],"reference":"def add(a, b):\n    return a + b\n"}
+{"id":"echo","tests":[{"kind":"stdio","stdin":"hi\n","expected_stdout":"hi\n"}],"reference":"print(input())\n"}
+"#;
+
+fn reports(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON report"))
+        .collect()
+}
+
+#[test]
+fn canonical_native_dataset_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = write(dir.path(), "p.jsonl", PROBLEMS);
+    let out = crucible(&["judge", "--dataset", &format!("crucible={}", ds.display()), "--no-progress"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = reports(&out.stdout);
+    assert_eq!(r.len(), 2);
+    for rep in &r {
+        assert_eq!(rep["verdict"], "accepted", "{rep}");
+        assert_eq!(rep["reward"], 1.0);
+        assert!(rep["tests"].as_array().is_some_and(|t| !t.is_empty()));
+    }
+    assert!(stderr.contains("accepted") && stderr.contains("programs/s"), "summary table: {stderr}");
+}
+
+#[test]
+fn bad_samples_are_reported_and_the_rest_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = write(dir.path(), "p.jsonl", PROBLEMS);
+    let samples = write(
+        dir.path(),
+        "s.jsonl",
+        concat!(
+            "{\"task_id\":\"add\",\"completion\":\"def add(a, b):\\n    return a - b\\n\"}\n",
+            "{not json\n",
+            "{\"task_id\":\"nope\",\"completion\":\"x = 1\"}\n",
+            "{\"task_id\":\"add\"}\n",
+            "{\"task_id\":\"add\",\"completion\":\"   \"}\n",
+            "{\"task_id\":\"add\",\"completion\":\"def add(a, b):\\n    return a + b\\n\",\"language\":\"cobol\"}\n",
+            "{\"task_id\":\"echo\",\"completion\":\"print(input())\\n\"}\n",
+        ),
+    );
+    let out = crucible(&[
+        "judge",
+        "--dataset",
+        &format!("crucible={}", ds.display()),
+        "--solutions",
+        samples.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "bad input exits 1: {stderr}");
+    let r = reports(&out.stdout);
+    assert_eq!(r.len(), 2, "the two good samples are judged: {stderr}");
+    assert_eq!(r[0]["task_id"], "add");
+    assert_eq!(r[0]["verdict"], "wrong_answer");
+    assert_eq!(r[1]["task_id"], "echo");
+    assert_eq!(r[1]["verdict"], "accepted");
+    assert!(stderr.contains("s.jsonl:2"), "malformed JSON names its line: {stderr}");
+    assert!(stderr.contains("s.jsonl:3") && stderr.contains("nope"), "unknown task: {stderr}");
+    assert!(stderr.contains("s.jsonl:4") && stderr.contains("completion"), "missing field: {stderr}");
+    assert!(stderr.contains("s.jsonl:5"), "empty code: {stderr}");
+    assert!(stderr.contains("cobol"), "unknown language: {stderr}");
+}
+
+#[test]
+fn broken_dataset_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"id\":\"a\",\"tests\":[]}\n{\"id\":\"b\",\"tests\":[{\"kind\":\"stdio\"}]}\n",
+    );
+    let out = crucible(&["judge", "--dataset", &format!("crucible={}", ds.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.jsonl:2"), "{stderr}");
+    assert!(stderr.contains("expected_stdout"), "{stderr}");
+}
+
+#[test]
+fn unknown_language_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = write(dir.path(), "a.py", "print(1)\n");
+    let out = crucible(&["run", "--lang", "cobol", src.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("cobol") && stderr.contains("python"), "{stderr}");
+}
+
+#[test]
+fn empty_program_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = write(dir.path(), "a.py", "\n\n");
+    let out = crucible(&["run", "--lang", "python", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a.py"));
+}
+
+#[test]
+fn run_json_shape_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(dir.path(), "ok.py", "import sys\nprint(sys.stdin.read().upper(), end='')\n");
+    let input = write(dir.path(), "in.txt", "hello");
+    let out = crucible(&["run", "--lang", "python", "--json", "--stdin", input.to_str().unwrap(), ok.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["stdout"], "HELLO");
+    assert_eq!(v["exit_code"], 0);
+    for key in ["signal", "stderr", "cpu_ms", "wall_ms", "memory_kb"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+
+    let cases = [
+        ("raise ValueError('x')\n", "runtime_error", vec![]),
+        ("while True:\n    pass\n", "time_limit_exceeded", vec!["--time-limit", "1"]),
+        ("def f(:\n", "compile_error", vec![]),
+        ("x = bytearray(1 << 30)\n", "memory_limit_exceeded", vec!["--memory-limit", "128"]),
+    ];
+    for (code, status, extra) in cases {
+        let src = write(dir.path(), "p.py", code);
+        let mut args = vec!["run", "--lang", "python", "--json"];
+        args.extend(extra);
+        args.push(src.to_str().unwrap());
+        let out = crucible(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], status, "{code}: {v}");
+        assert_eq!(out.status.code(), Some(1), "{code}");
+    }
+}

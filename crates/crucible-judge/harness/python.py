@@ -1,0 +1,277 @@
+# Crucible's in-sandbox Python harness. The judge writes this file, the program
+# (solution.py) and, in "tests" mode, a spec (tests.json) into the work dir.
+#
+#   harness.py stdio           run solution.py as __main__ (stdio tests)
+#   harness.py tests SPEC      run solution.py, then each call/assert test, and emit one
+#                              JSON record per test on a private copy of stdout
+#
+# Records carry a nonce read from SPEC, which is deleted before any submitted code runs,
+# so a program cannot simply print fake results. A program that exits early never emits
+# the final "done" record, and the judge treats that as a failure.
+import ast
+import builtins
+import json
+import os
+import random
+import sys
+import time
+import traceback
+
+SOLUTION = "solution.py"
+MODULE = "__solution__"
+
+
+def _load_source():
+    with open(SOLUTION, "rb") as f:
+        return f.read()
+
+
+def _exc_summary(exc):
+    lines = traceback.format_exception_only(type(exc), exc)
+    text = "".join(lines).strip()
+    return text[-2000:]
+
+
+def _stdio():
+    random.seed(0)
+    src = _load_source()
+    try:
+        code = compile(src, SOLUTION, "exec")
+    except (SyntaxError, ValueError) as exc:
+        sys.stderr.write(_exc_summary(exc) + "\n")
+        sys.stderr.flush()
+        os._exit(97)
+    sys.argv = [SOLUTION]
+    g = {"__name__": "__main__", "__file__": SOLUTION, "__builtins__": builtins}
+    exec(code, g)
+
+
+class _Untrusted(AssertionError):
+    pass
+
+
+def _guard_eq(left, right, negate):
+    # A submission could return an object whose __eq__ is always True. Comparisons in
+    # asserts refuse operands whose type the submission itself defined.
+    for value in (left, right):
+        if getattr(type(value), "__module__", None) == MODULE:
+            raise _Untrusted(
+                "untrusted comparison: value of type %s defined by the submission"
+                % type(value).__name__
+            )
+    result = left != right if negate else left == right
+    return bool(result)
+
+
+class _EqGuard(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        self.generic_visit(node)
+        node.test = self._rewrite(node.test)
+        return node
+
+    def _rewrite(self, expr):
+        if (
+            isinstance(expr, ast.Compare)
+            and len(expr.ops) == 1
+            and isinstance(expr.ops[0], (ast.Eq, ast.NotEq))
+        ):
+            call = ast.Call(
+                func=ast.Name(id="__crucible_guard_eq__", ctx=ast.Load()),
+                args=[
+                    expr.left,
+                    expr.comparators[0],
+                    ast.Constant(isinstance(expr.ops[0], ast.NotEq)),
+                ],
+                keywords=[],
+            )
+            return ast.copy_location(call, expr)
+        if isinstance(expr, ast.BoolOp):
+            expr.values = [self._rewrite(v) for v in expr.values]
+        return expr
+
+
+def _compile_stmts(stmts, name):
+    module = ast.Module(body=stmts, type_ignores=[])
+    module = ast.fix_missing_locations(_EqGuard().visit(module))
+    return compile(module, name, "exec")
+
+
+def _has_assert(stmt):
+    return any(isinstance(n, ast.Assert) for n in ast.walk(stmt))
+
+
+def _to_json(value):
+    # Tuples become lists, as JSON has no tuples. Anything else unserialisable fails.
+    return json.loads(json.dumps(value, allow_nan=True))
+
+
+def _tests(spec_path):
+    with open(spec_path, "r", encoding="utf-8") as f:
+        spec = json.load(f)
+    os.unlink(spec_path)
+    nonce = spec["nonce"]
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # the submission's prints go to stderr, never into the records
+    os.set_inheritable(out_fd, False)
+
+    def emit(record):
+        record["n"] = nonce
+        data = (json.dumps(record) + "\n").encode()
+        while data:
+            written = os.write(out_fd, data)
+            data = data[written:]
+
+    def timed(fn):
+        c0, w0 = time.process_time(), time.perf_counter()
+        try:
+            value = fn()
+            status, payload = "pass", value
+        except AssertionError as exc:
+            status, payload = "fail", exc
+        except BaseException as exc:  # noqa: B902 - SystemExit etc. are failures too
+            status, payload = "error", exc
+        cpu = int((time.process_time() - c0) * 1000)
+        wall = int((time.perf_counter() - w0) * 1000)
+        return status, payload, cpu, wall
+
+    def report(test_id, status, payload, cpu, wall, value=None):
+        rec = {"id": test_id, "status": status, "cpu_ms": cpu, "wall_ms": wall}
+        if status != "pass":
+            rec["message"] = _exc_summary(payload) if payload is not None else ""
+            rec["exc"] = type(payload).__name__
+        elif value is not None:
+            rec.update(value)
+        emit(rec)
+
+    emit({"event": "start"})
+    # Parse every check suite before any submitted code runs, so the judge knows how many
+    # tests there are even if the program never gets that far.
+    plans = {}
+    for test in spec["tests"]:
+        if test["kind"] == "assert" and test.get("entry_point"):
+            plans[test["id"]] = _plan_check_suite(test)
+            emit({"event": "units", "id": test["id"], "count": plans[test["id"]][0]})
+
+    random.seed(0)
+    src = _load_source()
+    try:
+        code = compile(src, SOLUTION, "exec")
+    except (SyntaxError, ValueError) as exc:
+        emit({"event": "compile_error", "message": _exc_summary(exc)})
+        emit({"event": "done"})
+        return
+    g = {"__name__": MODULE, "__builtins__": builtins}
+    try:
+        exec(code, g)
+    except BaseException as exc:  # noqa: B902
+        emit({"event": "program_error", "message": _exc_summary(exc), "exc": type(exc).__name__})
+        emit({"event": "done"})
+        return
+    g["__crucible_guard_eq__"] = _guard_eq
+    setup = spec.get("setup") or ""
+    if setup.strip():
+        status, payload, _, _ = timed(lambda: exec(_compile_stmts(ast.parse(setup).body, "setup"), g))
+        if status != "pass":
+            emit({"event": "program_error", "message": "test setup: " + _exc_summary(payload), "exc": type(payload).__name__})
+            emit({"event": "done"})
+            return
+
+    for test in spec["tests"]:
+        tid = test["id"]
+        if test["kind"] == "call":
+            fn = g.get(test["function"])
+            if not callable(fn):
+                report(tid, "error", NameError("function %r is not defined" % test["function"]), 0, 0)
+                continue
+            holder = {}
+
+            def call(fn=fn, args=test["args"]):
+                holder["value"] = _to_json(fn(*args))
+
+            status, payload, cpu, wall = timed(call)
+            report(tid, status, payload, cpu, wall, {"value": holder.get("value")} if status == "pass" else None)
+        elif test.get("entry_point"):
+            _check_suite(test, plans[tid], g, timed, report)
+        else:
+            status, payload, cpu, wall = timed(
+                lambda code=test["code"]: exec(_compile_stmts(ast.parse(code).body, "test"), g)
+            )
+            report(tid, status, payload, cpu, wall)
+    emit({"event": "done"})
+
+
+def _plan_check_suite(test):
+    # HumanEval style: `check(candidate)`; each top-level statement of check that holds an
+    # assert is a separate test, the other statements are its setup. Returns
+    # (unit count, check node or None, other module-level statements, parse error).
+    try:
+        tree = ast.parse(test["code"])
+    except SyntaxError as exc:
+        return (1, None, [], exc)
+    check = None
+    others = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            check = node
+        else:
+            others.append(node)
+    if check is None or not check.args.args:
+        return (1, None, others, None)
+    units = sum(1 for s in check.body if _has_assert(s))
+    if units == 0:
+        return (1, None, others, None)
+    return (units, check, others, None)
+
+
+def _check_suite(test, plan, g, timed, report):
+    tid = test["id"]
+    count, check, others, parse_error = plan
+    if parse_error is not None:
+        report(tid + ".0", "error", parse_error, 0, 0)
+        return
+    if check is None:
+        # Not the usual shape: run the whole code plus check(entry_point) as one test.
+        code = test["code"] + "\n\ncheck(%s)\n" % test["entry_point"]
+        status, payload, cpu, wall = timed(lambda: exec(_compile_stmts(ast.parse(code).body, "test"), g))
+        report(tid + ".0", status, payload, cpu, wall)
+        return
+    # Test module-level definitions (METADATA, helpers) live beside the program.
+    status, payload, _, _ = timed(lambda: exec(_compile_stmts(others, "test"), g))
+    candidate = g.get(test["entry_point"])
+    failure = None
+    if status != "pass":
+        failure = payload
+    elif not callable(candidate):
+        failure = NameError("name %r is not defined" % test["entry_point"])
+    if failure is not None:
+        for k in range(count):
+            report("%s.%d" % (tid, k), "error", failure, 0, 0)
+        return
+    local = dict(g)
+    local[check.args.args[0].arg] = candidate
+    k = 0
+    for stmt in check.body:
+        compiled = _compile_stmts([stmt], "check")
+        status, payload, cpu, wall = timed(lambda c=compiled: exec(c, local))
+        if _has_assert(stmt):
+            report("%s.%d" % (tid, k), status, payload, cpu, wall)
+            k += 1
+        elif status != "pass":
+            # Setup inside check failed: the remaining asserts cannot run.
+            for rest in range(k, count):
+                report("%s.%d" % (tid, rest), "error", payload, 0, 0)
+            return
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    if mode == "stdio":
+        _stdio()
+    elif mode == "tests" and len(sys.argv) > 2:
+        _tests(sys.argv[2])
+    else:
+        sys.stderr.write("usage: harness.py stdio | tests SPEC\n")
+        sys.exit(2)
+
+
+main()

@@ -1,0 +1,317 @@
+use crate::JudgeError;
+use crucible_core::Limits;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The profiles shipped in sandboxes/, built into the binary so it runs from anywhere.
+const BUILTIN: &[(&str, &str)] = &[(
+    "sandboxes/python.toml",
+    include_str!("../../../sandboxes/python.toml"),
+)];
+
+/// The in-sandbox harness for Python programs.
+pub(crate) const PYTHON_HARNESS: &str = include_str!("../harness/python.py");
+
+/// A language profile as written in sandboxes/NAME.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    display: String,
+    interpreters: Vec<String>,
+    #[serde(default)]
+    probe: Vec<String>,
+    run: Vec<String>,
+    #[serde(default)]
+    mounts: Vec<String>,
+    #[serde(default)]
+    memory_errors: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// A language profile resolved against this machine: a real interpreter, its mounts.
+#[derive(Debug, Clone)]
+pub struct LanguageProfile {
+    /// Short name used to select it (`python`).
+    pub name: String,
+    /// Human-readable name and version.
+    pub display: String,
+    /// Absolute path of the real interpreter.
+    pub interpreter: PathBuf,
+    /// Interpreter version as probed, if the profile probes one.
+    pub version: Option<String>,
+    /// Host paths mounted read-only into the sandbox.
+    pub mounts: Vec<PathBuf>,
+    /// The whole environment of a run.
+    pub env: Vec<(String, String)>,
+    /// Exception names meaning out-of-memory.
+    pub memory_errors: Vec<String>,
+    /// Default limits for a run.
+    pub limits: Limits,
+    run: Vec<String>,
+}
+
+impl LanguageProfile {
+    /// The argv that runs `file` (a path inside the sandbox) followed by `args`.
+    pub fn argv(&self, file: &str, args: &[&str]) -> Vec<String> {
+        let interpreter = self.interpreter.to_string_lossy();
+        let mut argv: Vec<String> = self
+            .run
+            .iter()
+            .map(|a| a.replace("{interpreter}", &interpreter).replace("{file}", file))
+            .collect();
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv
+    }
+
+    fn resolve(file: ProfileFile, origin: &Path) -> Result<LanguageProfile, JudgeError> {
+        let err = |message: String| JudgeError::Profile {
+            path: origin.to_path_buf(),
+            message,
+        };
+        if file.run.is_empty() {
+            return Err(err("`run` is empty".into()));
+        }
+        let mut tried = Vec::new();
+        let mut found = None;
+        for candidate in &file.interpreters {
+            match real_interpreter(candidate, &file.probe) {
+                Ok(r) => {
+                    found = Some(r);
+                    break;
+                }
+                Err(why) => tried.push(format!("{candidate}: {why}")),
+            }
+        }
+        let Some(probed) = found else {
+            return Err(JudgeError::Unavailable {
+                name: file.name,
+                reason: format!("no interpreter found ({})", tried.join("; ")),
+            });
+        };
+        let mut mounts: Vec<PathBuf> = Vec::new();
+        for m in &file.mounts {
+            let path = PathBuf::from(m.replace("{prefix}", &probed.prefix.to_string_lossy()));
+            // Optional system paths (e.g. /lib64) may not exist on every distribution.
+            if path.exists() && !mounts.iter().any(|p| path.starts_with(p)) {
+                mounts.push(path);
+            }
+        }
+        // The interpreter itself must be visible, whatever the profile lists.
+        if !mounts.iter().any(|p| probed.executable.starts_with(p)) {
+            return Err(err(format!(
+                "interpreter {} lies outside every mount",
+                probed.executable.display()
+            )));
+        }
+        let display = match &probed.version {
+            Some(v) => format!("{} {v}", file.display),
+            None => file.display.clone(),
+        };
+        Ok(LanguageProfile {
+            name: file.name,
+            display,
+            interpreter: probed.executable,
+            version: probed.version,
+            mounts,
+            env: file.env.into_iter().collect(),
+            memory_errors: file.memory_errors,
+            limits: file.limits,
+            run: file.run,
+        })
+    }
+}
+
+struct Probed {
+    executable: PathBuf,
+    prefix: PathBuf,
+    version: Option<String>,
+}
+
+/// Finds the real binary behind `candidate` (a path or a name on PATH). A script (such as
+/// a pyenv shim) is asked, through `probe`, which binary it really runs.
+fn real_interpreter(candidate: &str, probe: &[String]) -> Result<Probed, String> {
+    let path = if candidate.contains('/') {
+        PathBuf::from(candidate)
+    } else {
+        which(candidate).ok_or_else(|| "not on PATH".to_string())?
+    };
+    let path = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
+    if probe.is_empty() {
+        let prefix = path
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        return Ok(Probed {
+            executable: path,
+            prefix,
+            version: None,
+        });
+    }
+    let out = Command::new(&path)
+        .args(probe)
+        .output()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("probe failed with {}", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let (Some(exe), Some(prefix)) = (lines.next(), lines.next()) else {
+        return Err("probe printed less than two lines".into());
+    };
+    let executable = std::fs::canonicalize(exe).map_err(|e| format!("{exe}: {e}"))?;
+    Ok(Probed {
+        executable,
+        prefix: PathBuf::from(prefix),
+        version: lines.next().map(str::to_string),
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The language profiles available to a judge, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Profiles {
+    profiles: BTreeMap<String, LanguageProfile>,
+    unavailable: BTreeMap<String, String>,
+}
+
+impl Profiles {
+    /// The profiles built into the binary, overridden by any `*.toml` in `dir` (when given)
+    /// with the same name. A profile whose toolchain is missing is recorded as unavailable
+    /// rather than failing the rest. Returns an error for a file that does not parse.
+    pub fn load(dir: Option<&Path>) -> Result<Profiles, JudgeError> {
+        let mut files: BTreeMap<String, (PathBuf, ProfileFile)> = BTreeMap::new();
+        for (origin, text) in BUILTIN {
+            let f = parse(Path::new(origin), text)?;
+            files.insert(f.name.clone(), (PathBuf::from(origin), f));
+        }
+        if let Some(dir) = dir {
+            let entries = std::fs::read_dir(dir).map_err(|source| JudgeError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| JudgeError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let f = parse(&path, &text)?;
+                    files.insert(f.name.clone(), (path, f));
+                }
+            }
+        }
+        let mut profiles = Profiles::default();
+        for (name, (origin, file)) in files {
+            match LanguageProfile::resolve(file, &origin) {
+                Ok(p) => {
+                    profiles.profiles.insert(name, p);
+                }
+                Err(JudgeError::Unavailable { reason, .. }) => {
+                    tracing::warn!(language = %name, %reason, "language unavailable");
+                    profiles.unavailable.insert(name, reason);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(profiles)
+    }
+
+    /// The profile called `name`, or an error that lists what is available and says why
+    /// a known language is unavailable.
+    pub fn get(&self, name: &str) -> Result<&LanguageProfile, JudgeError> {
+        if let Some(p) = self.profiles.get(name) {
+            return Ok(p);
+        }
+        if let Some(reason) = self.unavailable.get(name) {
+            return Err(JudgeError::Unavailable {
+                name: name.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        Err(JudgeError::UnknownLanguage {
+            name: name.to_string(),
+            available: self.names().join(", "),
+        })
+    }
+
+    /// Names of the usable profiles, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
+    /// Every usable profile.
+    pub fn iter(&self) -> impl Iterator<Item = &LanguageProfile> {
+        self.profiles.values()
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<ProfileFile, JudgeError> {
+    toml::from_str(text).map_err(|e| JudgeError::Profile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_python_resolves_to_a_real_binary() {
+        let p = Profiles::load(None).unwrap();
+        let py = p.get("python").unwrap();
+        let head = std::fs::read(&py.interpreter).unwrap();
+        assert!(head.starts_with(b"\x7fELF"), "not a binary: {:?}", py.interpreter);
+        assert!(py.env.iter().any(|(k, v)| k == "PYTHONHASHSEED" && v == "0"));
+        assert!(py.mounts.iter().any(|m| py.interpreter.starts_with(m)));
+        let argv = py.argv("/work/x.py", &["a"]);
+        assert_eq!(argv[0], py.interpreter.to_string_lossy());
+        assert_eq!(argv.last().unwrap(), "a");
+    }
+
+    #[test]
+    fn unknown_language_lists_available() {
+        let p = Profiles::load(None).unwrap();
+        let e = p.get("cobol").unwrap_err().to_string();
+        assert!(e.contains("cobol") && e.contains("python"), "{e}");
+    }
+
+    #[test]
+    fn shim_script_is_resolved() {
+        // A shim like pyenv's: a shell script that execs the real interpreter.
+        let dir = tempfile::tempdir().unwrap();
+        let shim = dir.path().join("python3");
+        std::fs::write(&shim, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let probe = vec![
+            "-c".to_string(),
+            "import sys; print(sys.executable); print(sys.base_prefix)".to_string(),
+        ];
+        let r = real_interpreter(shim.to_str().unwrap(), &probe).unwrap();
+        assert_ne!(r.executable, shim);
+        assert!(std::fs::read(&r.executable).unwrap().starts_with(b"\x7fELF"));
+    }
+
+    #[test]
+    fn bad_profile_names_the_file() {
+        let e = parse(Path::new("sandboxes/x.toml"), "name = 1").unwrap_err();
+        assert!(e.to_string().contains("sandboxes/x.toml"), "{e}");
+    }
+}
