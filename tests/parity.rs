@@ -27,7 +27,11 @@ fn shared(rel: &str) -> Option<PathBuf> {
 
 fn judge_all(problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
     let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
-    let judge = Judge::new(sandbox, Profiles::load(None).unwrap(), JudgeOptions::default());
+    let judge = Judge::new(
+        sandbox,
+        Profiles::load(None).unwrap(),
+        JudgeOptions::default(),
+    );
     let scheduler = Scheduler::new(Arc::new(judge), 0);
     let by_id: BTreeMap<&str, Arc<Problem>> = problems
         .iter()
@@ -62,10 +66,27 @@ fn assert_all_accepted(kind: DatasetKind, rel: &str, expected: usize) {
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| r.verdict != Verdict::Accepted)
-        .map(|r| format!("{} {} {:?}", r.task_id, r.verdict, r.tests.iter().find(|t| !t.verdict.is_accepted()).and_then(|t| t.message.clone())))
+        .map(|r| {
+            format!(
+                "{} {} {:?}",
+                r.task_id,
+                r.verdict,
+                r.tests
+                    .iter()
+                    .find(|t| !t.verdict.is_accepted())
+                    .and_then(|t| t.message.clone())
+            )
+        })
         .collect();
-    assert!(failed.is_empty(), "{} not accepted:\n{}", failed.len(), failed.join("\n"));
-    assert!(reports.iter().all(|r| r.reward == Some(1.0) && r.passed == r.total && r.total > 0));
+    assert!(
+        failed.is_empty(),
+        "{} not accepted:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert!(reports
+        .iter()
+        .all(|r| r.reward == Some(1.0) && r.passed == r.total && r.total > 0));
 }
 
 /// A stub for each top-level function of the reference, returning None.
@@ -73,8 +94,9 @@ fn wrong_program(problem: &Problem) -> String {
     let reference = problem.reference.as_deref().unwrap_or_default();
     let mut out = String::new();
     for line in reference.lines() {
-        if line.starts_with("def ") && line.trim_end().ends_with(':') {
-            out.push_str(line);
+        let code = line.split('#').next().unwrap_or_default().trim_end();
+        if line.starts_with("def ") && code.ends_with(':') {
+            out.push_str(code);
             out.push_str("\n    return None\n");
         }
     }

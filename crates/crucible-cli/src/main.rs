@@ -2,6 +2,7 @@
 
 mod judge_cmd;
 mod run_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,7 +22,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "crucible", version, about = "Run model-written programs against tests in a sandbox; turn the verdicts into rewards")]
+#[command(
+    name = "crucible",
+    version,
+    about = "Run model-written programs against tests in a sandbox; turn the verdicts into rewards"
+)]
 struct Cli {
     /// Folder of language profiles (*.toml) that override the built-in ones.
     #[arg(long, global = true, env = "CRUCIBLE_SANDBOXES")]
@@ -38,6 +43,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// List the usable languages.
     Languages,
+    /// Serve rewards over HTTP (native API and SandboxFusion-compatible /run_code, /submit).
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Command::Judge(args) => judge_cmd::run(args, cli.profiles.as_deref()),
         Command::Run(args) => run_cmd::run(args, cli.profiles.as_deref()),
         Command::Languages => languages(cli.profiles.as_deref()),
+        Command::Serve(args) => serve_cmd::run(args, cli.profiles.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -91,7 +99,10 @@ pub fn limits_from_flags(
 ) -> anyhow::Result<crucible_core::Limits> {
     let mut limits = base;
     if let Some(t) = time_limit_s {
-        anyhow::ensure!(t > 0.0 && t.is_finite(), "--time-limit must be a positive number of seconds");
+        anyhow::ensure!(
+            t > 0.0 && t.is_finite(),
+            "--time-limit must be a positive number of seconds"
+        );
         limits = limits.with_time_ms((t * 1000.0).ceil() as u64);
     }
     if let Some(mb) = memory_limit_mb {

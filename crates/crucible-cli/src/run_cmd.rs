@@ -27,7 +27,11 @@ pub struct RunArgs {
 pub fn run(args: RunArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
     let source = std::fs::read_to_string(&args.source)
         .with_context(|| format!("cannot read {}", args.source.display()))?;
-    anyhow::ensure!(!source.trim().is_empty(), "{}: the program is empty", args.source.display());
+    anyhow::ensure!(
+        !source.trim().is_empty(),
+        "{}: the program is empty",
+        args.source.display()
+    );
     let stdin = match &args.stdin {
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
         None => Vec::new(),
@@ -50,7 +54,11 @@ pub fn run(args: RunArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             report.cpu_ms,
             report.wall_ms,
             report.memory_kb,
-            report.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(),
+            report
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
         );
     }
     Ok(match report.status {

@@ -33,7 +33,12 @@ fn reports(stdout: &[u8]) -> Vec<serde_json::Value> {
 fn canonical_native_dataset_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let ds = write(dir.path(), "p.jsonl", PROBLEMS);
-    let out = crucible(&["judge", "--dataset", &format!("crucible={}", ds.display()), "--no-progress"]);
+    let out = crucible(&[
+        "judge",
+        "--dataset",
+        &format!("crucible={}", ds.display()),
+        "--no-progress",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = reports(&out.stdout);
@@ -43,7 +48,10 @@ fn canonical_native_dataset_is_accepted() {
         assert_eq!(rep["reward"], 1.0);
         assert!(rep["tests"].as_array().is_some_and(|t| !t.is_empty()));
     }
-    assert!(stderr.contains("accepted") && stderr.contains("programs/s"), "summary table: {stderr}");
+    assert!(
+        stderr.contains("accepted") && stderr.contains("programs/s"),
+        "summary table: {stderr}"
+    );
 }
 
 #[test]
@@ -79,9 +87,18 @@ fn bad_samples_are_reported_and_the_rest_judged() {
     assert_eq!(r[0]["verdict"], "wrong_answer");
     assert_eq!(r[1]["task_id"], "echo");
     assert_eq!(r[1]["verdict"], "accepted");
-    assert!(stderr.contains("s.jsonl:2"), "malformed JSON names its line: {stderr}");
-    assert!(stderr.contains("s.jsonl:3") && stderr.contains("nope"), "unknown task: {stderr}");
-    assert!(stderr.contains("s.jsonl:4") && stderr.contains("completion"), "missing field: {stderr}");
+    assert!(
+        stderr.contains("s.jsonl:2"),
+        "malformed JSON names its line: {stderr}"
+    );
+    assert!(
+        stderr.contains("s.jsonl:3") && stderr.contains("nope"),
+        "unknown task: {stderr}"
+    );
+    assert!(
+        stderr.contains("s.jsonl:4") && stderr.contains("completion"),
+        "missing field: {stderr}"
+    );
     assert!(stderr.contains("s.jsonl:5"), "empty code: {stderr}");
     assert!(stderr.contains("cobol"), "unknown language: {stderr}");
 }
@@ -108,7 +125,10 @@ fn unknown_language_is_a_usage_error() {
     let out = crucible(&["run", "--lang", "cobol", src.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("cobol") && stderr.contains("python"), "{stderr}");
+    assert!(
+        stderr.contains("cobol") && stderr.contains("python"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -123,9 +143,21 @@ fn empty_program_is_rejected() {
 #[test]
 fn run_json_shape_and_statuses() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = write(dir.path(), "ok.py", "import sys\nprint(sys.stdin.read().upper(), end='')\n");
+    let ok = write(
+        dir.path(),
+        "ok.py",
+        "import sys\nprint(sys.stdin.read().upper(), end='')\n",
+    );
     let input = write(dir.path(), "in.txt", "hello");
-    let out = crucible(&["run", "--lang", "python", "--json", "--stdin", input.to_str().unwrap(), ok.to_str().unwrap()]);
+    let out = crucible(&[
+        "run",
+        "--lang",
+        "python",
+        "--json",
+        "--stdin",
+        input.to_str().unwrap(),
+        ok.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "ok");
@@ -137,9 +169,17 @@ fn run_json_shape_and_statuses() {
 
     let cases = [
         ("raise ValueError('x')\n", "runtime_error", vec![]),
-        ("while True:\n    pass\n", "time_limit_exceeded", vec!["--time-limit", "1"]),
+        (
+            "while True:\n    pass\n",
+            "time_limit_exceeded",
+            vec!["--time-limit", "1"],
+        ),
         ("def f(:\n", "compile_error", vec![]),
-        ("x = bytearray(1 << 30)\n", "memory_limit_exceeded", vec!["--memory-limit", "128"]),
+        (
+            "x = bytearray(1 << 30)\n",
+            "memory_limit_exceeded",
+            vec!["--memory-limit", "128"],
+        ),
     ];
     for (code, status, extra) in cases {
         let src = write(dir.path(), "p.py", code);

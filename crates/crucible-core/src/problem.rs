@@ -75,7 +75,7 @@ impl TestCase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Problem {
-    /// Unique id within its dataset (e.g. `HumanEval/0`, `mbpp/11`).
+    /// Unique id within its dataset (e.g. `HumanEval/0`, or `11` for MBPP).
     pub id: String,
     /// Text shown to the model, if any.
     #[serde(default)]
@@ -140,7 +140,10 @@ mod tests {
         )
         .unwrap();
         match t {
-            TestCase::Stdio { comparator: Comparator::Float { abs, rel }, .. } => {
+            TestCase::Stdio {
+                comparator: Comparator::Float { abs, rel },
+                ..
+            } => {
                 assert_eq!(abs, 0.001);
                 assert_eq!(rel, 1e-6);
             }
@@ -159,7 +162,13 @@ mod tests {
     fn default_comparator_is_line() {
         let t: TestCase =
             serde_json::from_str(r#"{"kind":"stdio","expected_stdout":"x"}"#).unwrap();
-        assert!(matches!(t, TestCase::Stdio { comparator: Comparator::Line, .. }));
+        assert!(matches!(
+            t,
+            TestCase::Stdio {
+                comparator: Comparator::Line,
+                ..
+            }
+        ));
     }
 
     #[test]

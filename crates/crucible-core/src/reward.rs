@@ -85,7 +85,11 @@ impl RewardSpec {
             return None;
         }
         let fraction = report.pass_fraction();
-        let binary = if report.verdict.is_accepted() { 1.0 } else { 0.0 };
+        let binary = if report.verdict.is_accepted() {
+            1.0
+        } else {
+            0.0
+        };
         match *self {
             RewardSpec::Binary => Some(binary),
             RewardSpec::Fraction => Some(fraction),

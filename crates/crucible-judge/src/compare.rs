@@ -27,11 +27,7 @@ pub fn compare_stdout(cmp: &Comparator, actual: &str, expected: &str) -> Result<
                 }
             }
             if a.len() != e.len() {
-                return Err(format!(
-                    "expected {} lines, got {}",
-                    e.len(),
-                    a.len()
-                ));
+                return Err(format!("expected {} lines, got {}", e.len(), a.len()));
             }
             Ok(())
         }
@@ -138,8 +134,7 @@ pub fn json_matches(actual: &Value, expected: &Value, atol: Option<f64>) -> bool
         }
         (Value::Object(a), Value::Object(b)) => {
             a.len() == b.len()
-                && a
-                    .iter()
+                && a.iter()
                     .all(|(k, v)| b.get(k).is_some_and(|w| json_matches(v, w, atol)))
         }
         _ => actual == expected,
@@ -162,9 +157,18 @@ mod tests {
     fn line_ignores_trailing_whitespace_only() {
         let c = Comparator::Line;
         assert!(compare_stdout(&c, "1 2  \n3\n\n\n", "1 2\n3").is_ok());
-        assert!(compare_stdout(&c, " 1 2\n3", "1 2\n3").is_err(), "leading space matters");
-        assert!(compare_stdout(&c, "1 2\n", "1 2\n3\n").is_err(), "a prefix must fail");
-        assert!(compare_stdout(&c, "1 2\n3\n4\n", "1 2\n3\n").is_err(), "extra output fails");
+        assert!(
+            compare_stdout(&c, " 1 2\n3", "1 2\n3").is_err(),
+            "leading space matters"
+        );
+        assert!(
+            compare_stdout(&c, "1 2\n", "1 2\n3\n").is_err(),
+            "a prefix must fail"
+        );
+        assert!(
+            compare_stdout(&c, "1 2\n3\n4\n", "1 2\n3\n").is_err(),
+            "extra output fails"
+        );
         assert!(compare_stdout(&c, "", "").is_ok());
         assert!(compare_stdout(&c, "x", "").is_err());
     }
@@ -179,9 +183,15 @@ mod tests {
 
     #[test]
     fn float() {
-        let c = Comparator::Float { abs: 1e-6, rel: 1e-6 };
+        let c = Comparator::Float {
+            abs: 1e-6,
+            rel: 1e-6,
+        };
         assert!(compare_stdout(&c, "0.3333333", "0.33333333").is_ok());
-        assert!(compare_stdout(&c, "1000000.5", "1000000.0").is_ok(), "relative");
+        assert!(
+            compare_stdout(&c, "1000000.5", "1000000.0").is_ok(),
+            "relative"
+        );
         assert!(compare_stdout(&c, "0.34", "0.33").is_err());
         assert!(compare_stdout(&c, "yes 1.0", "yes 1").is_ok());
         assert!(compare_stdout(&c, "nan", "nan").is_ok(), "identical text");
@@ -192,7 +202,11 @@ mod tests {
     #[test]
     fn json() {
         assert!(json_matches(&json!(1), &json!(1.0), None));
-        assert!(json_matches(&json!([1, [2, "a"]]), &json!([1, [2, "a"]]), None));
+        assert!(json_matches(
+            &json!([1, [2, "a"]]),
+            &json!([1, [2, "a"]]),
+            None
+        ));
         assert!(!json_matches(&json!([1, 2]), &json!([1, 2, 3]), None));
         assert!(!json_matches(&json!(true), &json!(1), None));
         assert!(json_matches(&json!(0.1 + 0.2), &json!(0.3), Some(1e-9)));

@@ -451,10 +451,15 @@ fn record_outcome(
 
 /// The verdict a stdio run gets before any comparison, or None when it ran cleanly and
 /// its output must be compared.
-fn stdio_run_verdict(profile: &LanguageProfile, run: &RunReport) -> Option<(Verdict, Option<String>)> {
+fn stdio_run_verdict(
+    profile: &LanguageProfile,
+    run: &RunReport,
+) -> Option<(Verdict, Option<String>)> {
     match run.status {
         RunStatus::Ok => None,
-        RunStatus::RuntimeError if run.exit_code == Some(STDIO_COMPILE_ERROR) && run.stderr.contains("Error") => {
+        RunStatus::RuntimeError
+            if run.exit_code == Some(STDIO_COMPILE_ERROR) && run.stderr.contains("Error") =>
+        {
             Some((Verdict::CompileError, Some(clip(&tail(&run.stderr)))))
         }
         RunStatus::RuntimeError if stderr_has_memory_error(profile, &run.stderr) => {
@@ -480,10 +485,18 @@ fn stderr_has_memory_error(profile: &LanguageProfile, stderr: &str) -> bool {
 
 fn run_failure_message(run: &RunReport) -> String {
     let why = match run.status {
-        RunStatus::TimeLimitExceeded => format!("time limit exceeded (cpu {} ms, wall {} ms)", run.cpu_ms, run.wall_ms),
-        RunStatus::MemoryLimitExceeded => format!("memory limit exceeded (peak {} KiB)", run.memory_kb),
+        RunStatus::TimeLimitExceeded => format!(
+            "time limit exceeded (cpu {} ms, wall {} ms)",
+            run.cpu_ms, run.wall_ms
+        ),
+        RunStatus::MemoryLimitExceeded => {
+            format!("memory limit exceeded (peak {} KiB)", run.memory_kb)
+        }
         RunStatus::OutputLimitExceeded => "output limit exceeded".to_string(),
-        RunStatus::SandboxError => run.message.clone().unwrap_or_else(|| "sandbox error".into()),
+        RunStatus::SandboxError => run
+            .message
+            .clone()
+            .unwrap_or_else(|| "sandbox error".into()),
         _ => match (run.exit_code, run.signal) {
             (_, Some(sig)) => format!("killed by signal {sig}"),
             (Some(code), _) => format!("exit code {code}"),
@@ -532,7 +545,9 @@ fn outcome(id: String, verdict: Verdict, message: Option<String>, run: &RunRepor
 
 /// 128 random bits as hex, from the standard library's per-process random hash keys.
 fn nonce() -> String {
-    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(a);
     format!("{a:016x}{:016x}", h.finish())

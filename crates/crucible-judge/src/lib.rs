@@ -13,6 +13,6 @@ mod scheduler;
 
 pub use compare::{compare_stdout, json_matches};
 pub use error::JudgeError;
-pub use judge::{Judge, JudgeOptions, Job};
+pub use judge::{Job, Judge, JudgeOptions};
 pub use profile::{LanguageProfile, Profiles};
 pub use scheduler::Scheduler;

@@ -63,7 +63,10 @@ impl LanguageProfile {
         let mut argv: Vec<String> = self
             .run
             .iter()
-            .map(|a| a.replace("{interpreter}", &interpreter).replace("{file}", file))
+            .map(|a| {
+                a.replace("{interpreter}", &interpreter)
+                    .replace("{file}", file)
+            })
             .collect();
         argv.extend(args.iter().map(|s| s.to_string()));
         argv
@@ -206,11 +209,10 @@ impl Profiles {
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "toml") {
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|source| JudgeError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| JudgeError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
                     let f = parse(&path, &text)?;
                     files.insert(f.name.clone(), (path, f));
                 }
@@ -277,8 +279,15 @@ mod tests {
         let p = Profiles::load(None).unwrap();
         let py = p.get("python").unwrap();
         let head = std::fs::read(&py.interpreter).unwrap();
-        assert!(head.starts_with(b"\x7fELF"), "not a binary: {:?}", py.interpreter);
-        assert!(py.env.iter().any(|(k, v)| k == "PYTHONHASHSEED" && v == "0"));
+        assert!(
+            head.starts_with(b"\x7fELF"),
+            "not a binary: {:?}",
+            py.interpreter
+        );
+        assert!(py
+            .env
+            .iter()
+            .any(|(k, v)| k == "PYTHONHASHSEED" && v == "0"));
         assert!(py.mounts.iter().any(|m| py.interpreter.starts_with(m)));
         let argv = py.argv("/work/x.py", &["a"]);
         assert_eq!(argv[0], py.interpreter.to_string_lossy());
@@ -306,7 +315,9 @@ mod tests {
         ];
         let r = real_interpreter(shim.to_str().unwrap(), &probe).unwrap();
         assert_ne!(r.executable, shim);
-        assert!(std::fs::read(&r.executable).unwrap().starts_with(b"\x7fELF"));
+        assert!(std::fs::read(&r.executable)
+            .unwrap()
+            .starts_with(b"\x7fELF"));
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Scheduler {
             .map(move |(index, job)| {
                 let judge = judge.clone();
                 async move {
-                    let identity = (job.submission.task_id.clone(), job.submission.sample, job.submission.language.clone());
+                    let identity = (
+                        job.submission.task_id.clone(),
+                        job.submission.sample,
+                        job.submission.language.clone(),
+                    );
                     let handle = tokio::task::spawn_blocking(move || {
                         judge.judge(&job.problem, &job.submission)
                     });

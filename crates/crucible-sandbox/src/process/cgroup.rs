@@ -1,0 +1,483 @@
+//! Per-run cgroups for memory and pids limits (and CPU accounting where available).
+//!
+//! v2 is used where a cgroup2 hierarchy offers the memory and pids controllers and we
+//! can create and enable them under our parent; otherwise v1 with separate memory and
+//! pids hierarchies (cpuacct optional); otherwise none.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which cgroup hierarchy a [`ProcessSandbox`](crate::ProcessSandbox) puts runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Unified hierarchy with the memory and pids controllers.
+    V2,
+    /// Legacy hierarchies: memory and pids (and cpuacct when mounted).
+    V1,
+    /// No usable cgroups: memory is limited by RLIMIT_AS only, processes by RLIMIT_NPROC.
+    None,
+}
+
+/// Cgroup mounts found in /proc/self/mountinfo.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CgroupMounts {
+    pub v2: Option<PathBuf>,
+    pub v1_memory: Option<PathBuf>,
+    pub v1_pids: Option<PathBuf>,
+    pub v1_cpuacct: Option<PathBuf>,
+}
+
+/// Finds the cgroup mounts in the text of /proc/self/mountinfo.
+///
+/// Each line is `id parent dev root mountpoint options [optional...] - fstype source
+/// superoptions`; a v1 hierarchy names its controllers in the super options.
+pub(crate) fn parse_mountinfo(text: &str) -> CgroupMounts {
+    let mut out = CgroupMounts::default();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mountpoint) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let mut r = right.split(' ');
+        let (Some(fstype), Some(_source), Some(superopts)) = (r.next(), r.next(), r.next()) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mountpoint));
+        match fstype {
+            "cgroup2" => {
+                out.v2.get_or_insert(mp);
+            }
+            "cgroup" => {
+                let opts: Vec<&str> = superopts.split(',').collect();
+                if opts.contains(&"memory") {
+                    out.v1_memory.get_or_insert(mp.clone());
+                }
+                if opts.contains(&"pids") {
+                    out.v1_pids.get_or_insert(mp.clone());
+                }
+                if opts.contains(&"cpuacct") {
+                    out.v1_cpuacct.get_or_insert(mp);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space and so on).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push((v & 0xff) as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Value of `key` in a flat-keyed cgroup file (`key value` per line), such as v2's
+/// memory.events or v1's memory.oom_control.
+pub(crate) fn keyed_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        if it.next() == Some(key) {
+            it.next().and_then(|v| v.parse().ok())
+        } else {
+            None
+        }
+    })
+}
+
+/// A single-number cgroup file; `max` (v2's "no limit") reads as u64::MAX.
+pub(crate) fn parse_number(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t == "max" {
+        Some(u64::MAX)
+    } else {
+        t.parse().ok()
+    }
+}
+
+fn read_to_string(p: &Path) -> io::Result<String> {
+    fs::read_to_string(p)
+}
+
+fn write_file(p: &Path, value: &str) -> io::Result<()> {
+    fs::write(p, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", p.display()),
+        )
+    })
+}
+
+fn mkdir_exist_ok(p: &Path) -> io::Result<()> {
+    match fs::create_dir(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("creating {}: {e}", p.display()),
+        )),
+    }
+}
+
+/// Removes a cgroup directory, retrying while the kernel still sees tasks in it (EBUSY
+/// right after they die) for up to two seconds.
+pub(crate) fn remove_cgroup_dir(p: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(p) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The parent cgroups runs are created under.
+#[derive(Debug)]
+pub(crate) enum CgroupHost {
+    V2 {
+        parent: PathBuf,
+    },
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpuacct: Option<PathBuf>,
+    },
+    None,
+}
+
+impl CgroupHost {
+    /// Probes the host once: creates the parent cgroup(s) named `parent` and a probe
+    /// child with a memory limit, preferring v2, then v1, then none.
+    pub(crate) fn detect(parent: &str) -> CgroupHost {
+        let mountinfo = read_to_string(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+        let mounts = parse_mountinfo(&mountinfo);
+        if let Some(root) = &mounts.v2 {
+            match Self::setup_v2(root, parent) {
+                Ok(h) => return h,
+                Err(e) => tracing::debug!(error = %e, "cgroup v2 not usable"),
+            }
+        }
+        if let (Some(mem), Some(pids)) = (&mounts.v1_memory, &mounts.v1_pids) {
+            match Self::setup_v1(mem, pids, mounts.v1_cpuacct.as_deref(), parent) {
+                Ok(h) => return h,
+                Err(e) => tracing::debug!(error = %e, "cgroup v1 not usable"),
+            }
+        }
+        tracing::warn!(
+            "no usable cgroup hierarchy: runs get no memory or pids cgroup; memory is limited \
+             by RLIMIT_AS and processes by RLIMIT_NPROC only"
+        );
+        CgroupHost::None
+    }
+
+    fn setup_v2(root: &Path, parent: &str) -> io::Result<CgroupHost> {
+        let has = |dir: &Path| -> io::Result<bool> {
+            let c = read_to_string(&dir.join("cgroup.controllers"))?;
+            let words: Vec<&str> = c.split_whitespace().collect();
+            Ok(words.contains(&"memory") && words.contains(&"pids"))
+        };
+        if !has(root)? {
+            return Err(io::Error::other("memory/pids controllers not available"));
+        }
+        let dir = root.join(parent);
+        mkdir_exist_ok(&dir)?;
+        // The controllers must be enabled on the way down; the root may already have
+        // them, and a write there can fail when we are not its owner.
+        let _ = write_file(&root.join("cgroup.subtree_control"), "+memory +pids");
+        if !has(&dir)? {
+            return Err(io::Error::other(
+                "memory/pids not delegated to the parent cgroup",
+            ));
+        }
+        write_file(&dir.join("cgroup.subtree_control"), "+memory +pids")?;
+        let probe = dir.join(format!("probe-{}", std::process::id()));
+        mkdir_exist_ok(&probe)?;
+        let r = write_file(&probe.join("memory.max"), "67108864")
+            .and_then(|_| write_file(&probe.join("pids.max"), "8"));
+        let _ = remove_cgroup_dir(&probe);
+        r?;
+        Ok(CgroupHost::V2 { parent: dir })
+    }
+
+    fn setup_v1(
+        mem: &Path,
+        pids: &Path,
+        cpuacct: Option<&Path>,
+        parent: &str,
+    ) -> io::Result<CgroupHost> {
+        let mem_dir = mem.join(parent);
+        let pids_dir = pids.join(parent);
+        mkdir_exist_ok(&mem_dir)?;
+        mkdir_exist_ok(&pids_dir)?;
+        let probe_name = format!("probe-{}", std::process::id());
+        let (mp, pp) = (mem_dir.join(&probe_name), pids_dir.join(&probe_name));
+        mkdir_exist_ok(&mp)?;
+        mkdir_exist_ok(&pp)?;
+        let r = write_file(&mp.join("memory.limit_in_bytes"), "67108864")
+            .and_then(|_| write_file(&pp.join("pids.max"), "8"));
+        let _ = remove_cgroup_dir(&mp);
+        let _ = remove_cgroup_dir(&pp);
+        r?;
+        let cpuacct = cpuacct.and_then(|c| {
+            let d = c.join(parent);
+            mkdir_exist_ok(&d).ok().map(|_| d)
+        });
+        Ok(CgroupHost::V1 {
+            memory: mem_dir,
+            pids: pids_dir,
+            cpuacct,
+        })
+    }
+
+    /// The mode this host gives runs.
+    pub(crate) fn mode(&self) -> CgroupMode {
+        match self {
+            CgroupHost::V2 { .. } => CgroupMode::V2,
+            CgroupHost::V1 { .. } => CgroupMode::V1,
+            CgroupHost::None => CgroupMode::None,
+        }
+    }
+
+    /// Creates the cgroup(s) for one run with its memory and process limits. Returns
+    /// None in mode None. On error nothing is left behind.
+    pub(crate) fn create_run(
+        &self,
+        name: &str,
+        memory_bytes: u64,
+        pids: u64,
+    ) -> io::Result<Option<RunCgroup>> {
+        let mut cg = match self {
+            CgroupHost::None => return Ok(None),
+            CgroupHost::V2 { parent } => RunCgroup {
+                dirs: vec![parent.join(name)],
+                kind: Kind::V2,
+            },
+            CgroupHost::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => {
+                let mut dirs = vec![memory.join(name), pids.join(name)];
+                if let Some(c) = cpuacct {
+                    dirs.push(c.join(name));
+                }
+                RunCgroup {
+                    dirs,
+                    kind: Kind::V1,
+                }
+            }
+        };
+        // On any error, Drop removes whatever was created.
+        let wanted = std::mem::take(&mut cg.dirs);
+        for d in wanted {
+            let mut r = fs::create_dir(&d);
+            if matches!(&r, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
+                // Left by a crashed process that had our pid; empty ones can go.
+                r = remove_cgroup_dir(&d).and_then(|_| fs::create_dir(&d));
+            }
+            if let Err(e) = r {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("creating {}: {e}", d.display()),
+                ));
+            }
+            cg.dirs.push(d);
+        }
+        let mem = memory_bytes.to_string();
+        let pids_max = pids.to_string();
+        match cg.kind {
+            Kind::V2 => {
+                let d = &cg.dirs[0];
+                write_file(&d.join("memory.max"), &mem)?;
+                // Absent without swap accounting; then there is no swap to escape to.
+                let swap = d.join("memory.swap.max");
+                if swap.exists() {
+                    write_file(&swap, "0")?;
+                }
+                write_file(&d.join("pids.max"), &pids_max)?;
+            }
+            Kind::V1 => {
+                let m = &cg.dirs[0];
+                write_file(&m.join("memory.limit_in_bytes"), &mem)?;
+                let memsw = m.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write_file(&memsw, &mem)?;
+                }
+                write_file(&cg.dirs[1].join("pids.max"), &pids_max)?;
+            }
+        }
+        Ok(Some(cg))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    V1,
+    V2,
+}
+
+/// What a run's cgroup recorded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CgroupStats {
+    /// Peak memory usage in bytes, if the kernel reports it.
+    pub peak_bytes: Option<u64>,
+    /// How many tasks the OOM killer killed in the cgroup.
+    pub oom_kills: u64,
+}
+
+/// The cgroup(s) of one run; removed when dropped.
+#[derive(Debug)]
+pub(crate) struct RunCgroup {
+    /// v2: [dir]; v1: [memory, pids, cpuacct?].
+    dirs: Vec<PathBuf>,
+    kind: Kind,
+}
+
+impl RunCgroup {
+    /// Moves process `pid` (and so all its future children) into the cgroup(s).
+    pub(crate) fn attach(&self, pid: i32) -> io::Result<()> {
+        let p = pid.to_string();
+        for d in &self.dirs {
+            write_file(&d.join("cgroup.procs"), &p)?;
+        }
+        Ok(())
+    }
+
+    /// CPU time used so far by everything in the cgroup, in nanoseconds, where known.
+    pub(crate) fn cpu_usage_ns(&self) -> Option<u64> {
+        match self.kind {
+            Kind::V2 => {
+                let t = read_to_string(&self.dirs[0].join("cpu.stat")).ok()?;
+                keyed_value(&t, "usage_usec").map(|us| us.saturating_mul(1000))
+            }
+            Kind::V1 => {
+                let d = self.dirs.get(2)?;
+                parse_number(&read_to_string(&d.join("cpuacct.usage")).ok()?)
+            }
+        }
+    }
+
+    /// Reads the peak memory and OOM-kill count.
+    pub(crate) fn stats(&self) -> CgroupStats {
+        let d = &self.dirs[0];
+        match self.kind {
+            Kind::V2 => CgroupStats {
+                peak_bytes: read_to_string(&d.join("memory.peak"))
+                    .ok()
+                    .and_then(|t| parse_number(&t)),
+                oom_kills: read_to_string(&d.join("memory.events"))
+                    .ok()
+                    .and_then(|t| keyed_value(&t, "oom_kill"))
+                    .unwrap_or(0),
+            },
+            Kind::V1 => {
+                let oom = read_to_string(&d.join("memory.oom_control"))
+                    .ok()
+                    .and_then(|t| keyed_value(&t, "oom_kill"));
+                // Kernels before 4.13 lack oom_kill; then a failed charge at the limit
+                // is the best sign there is.
+                let oom_kills = match oom {
+                    Some(n) => n,
+                    None => read_to_string(&d.join("memory.failcnt"))
+                        .ok()
+                        .and_then(|t| parse_number(&t))
+                        .map(|f| u64::from(f > 0))
+                        .unwrap_or(0),
+                };
+                CgroupStats {
+                    peak_bytes: read_to_string(&d.join("memory.max_usage_in_bytes"))
+                        .ok()
+                        .and_then(|t| parse_number(&t)),
+                    oom_kills,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            if let Err(e) = remove_cgroup_dir(d) {
+                tracing::warn!(cgroup = %d.display(), error = %e, "could not remove run cgroup");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpu\\040acct rw,relatime shared:7 - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_v1_and_v2_mounts() {
+        let m = parse_mountinfo(MOUNTINFO);
+        assert_eq!(m.v2, Some("/sys/fs/cgroup/unified".into()));
+        assert_eq!(m.v1_memory, Some("/sys/fs/cgroup/memory".into()));
+        assert_eq!(m.v1_pids, Some("/sys/fs/cgroup/pids".into()));
+        assert_eq!(m.v1_cpuacct, Some("/sys/fs/cgroup/cpu acct".into()));
+    }
+
+    #[test]
+    fn combined_v1_controllers() {
+        let m = parse_mountinfo(
+            "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
+        );
+        assert_eq!(m.v1_cpuacct, Some("/sys/fs/cgroup/cpu,cpuacct".into()));
+        assert_eq!(m.v1_memory, None);
+        assert_eq!(m.v2, None);
+    }
+
+    #[test]
+    fn keyed_files() {
+        let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(keyed_value(events, "oom_kill"), Some(1));
+        assert_eq!(keyed_value(events, "oom"), Some(2));
+        assert_eq!(keyed_value(events, "absent"), None);
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed_value(v1, "oom_kill"), Some(3));
+        let stat = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n";
+        assert_eq!(keyed_value(stat, "usage_usec"), Some(1500));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("268435456\n"), Some(268435456));
+        assert_eq!(parse_number("max\n"), Some(u64::MAX));
+        assert_eq!(parse_number("garbage"), None);
+    }
+}
