@@ -138,6 +138,100 @@ fn infinite_loop_is_time_limit_exceeded_near_the_cpu_limit() {
 }
 
 #[test]
+fn cpu_limit_covers_the_whole_process_tree() {
+    let h = Harness::new();
+    let limits = Limits {
+        cpu_time_ms: 1_000,
+        wall_time_ms: 20_000,
+        ..tight_limits()
+    };
+    // Four spinning processes: per-process RLIMIT_CPU alone would allow 4 s in all.
+    let r = h.run(&python_spec(
+        "import os\nos.fork(); os.fork()\nwhile True: pass",
+        limits,
+    ));
+    assert_eq!(r.status, RunStatus::TimeLimitExceeded, "{r:#?}");
+    if h.sandbox.cgroup_mode() != CgroupMode::None {
+        assert!(
+            (950..=1_600).contains(&r.cpu_ms),
+            "the tree's cpu time is capped near 1000 ms: {}",
+            r.cpu_ms
+        );
+    }
+    h.assert_nothing_left();
+}
+
+#[test]
+fn memory_limit_covers_the_whole_process_tree() {
+    let h = Harness::new();
+    if h.sandbox.cgroup_mode() == CgroupMode::None {
+        return; // only a cgroup can limit a tree's memory
+    }
+    let limits = Limits {
+        memory_bytes: 256 << 20,
+        ..tight_limits()
+    };
+    // Two processes with 160 MiB each: either alone fits, together they do not.
+    let r = h.run(&python_spec(
+        "import os, time\n\
+         pid = os.fork()\n\
+         data = b'x' * (160 << 20)\n\
+         time.sleep(1)\n\
+         if pid == 0:\n    os._exit(0)\n\
+         _, status = os.waitpid(pid, 0)\n\
+         print('both fit' if status == 0 else 'child died')",
+        limits,
+    ));
+    assert_eq!(r.status, RunStatus::MemoryLimitExceeded, "{r:#?}");
+    // The OOM killer takes one of the two; the other may live on.
+    assert!(!r.stdout.contains("both fit"), "{r:#?}");
+    h.assert_nothing_left();
+}
+
+#[test]
+fn file_size_disk_and_descriptor_limits_hold() {
+    let h = Harness::new();
+    let limits = Limits {
+        file_size_bytes: 1 << 20,
+        work_dir_bytes: 4 << 20,
+        open_files: 32,
+        ..tight_limits()
+    };
+    let r = h.run(&python_spec(
+        "import json, os\n\
+         res = {}\n\
+         try:\n    open('/work/big', 'wb').write(b'x' * (2 << 20)); res['big'] = 'written'\n\
+         except OSError as e:\n    res['big'] = e.errno\n\
+         os.remove('/work/big')\n\
+         try:\n    \n    for i in range(8):\n        open(f'/work/f{i}', 'wb').write(b'y' * ((1 << 20) - 1))\n    res['fill'] = 'written'\n\
+         except OSError as e:\n    res['fill'] = e.errno\n\
+         files = []\n\
+         try:\n    \n    for i in range(100):\n        files.append(open('/dev/null'))\n    res['fds'] = 'opened'\n\
+         except OSError as e:\n    res['fds'] = e.errno\n\
+         print(json.dumps(res))",
+        limits,
+    ));
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    let v = json_line(&r);
+    assert_eq!(
+        v["big"].as_i64(),
+        Some(libc::EFBIG as i64),
+        "RLIMIT_FSIZE: {v}"
+    );
+    assert_eq!(
+        v["fill"].as_i64(),
+        Some(libc::ENOSPC as i64),
+        "work dir size: {v}"
+    );
+    assert_eq!(
+        v["fds"].as_i64(),
+        Some(libc::EMFILE as i64),
+        "RLIMIT_NOFILE: {v}"
+    );
+    h.assert_nothing_left();
+}
+
+#[test]
 fn sleeping_forever_is_time_limit_exceeded_by_wall_clock() {
     let h = Harness::new();
     let limits = Limits {
@@ -639,6 +733,7 @@ fn many_parallel_runs_share_one_sandbox() {
 
 #[test]
 fn bad_configs_are_rejected() {
+    let _g = crucible_suite::runs_shared();
     let err = ProcessSandbox::new(SandboxConfig {
         scratch_dir: Some("/definitely/not/here".into()),
         cgroup_parent: None,

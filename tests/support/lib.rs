@@ -83,6 +83,8 @@ pub struct Sentinel {
 impl Sentinel {
     /// Starts `sleep SECONDS` on the host.
     pub fn sleep(seconds: u32) -> Sentinel {
+        // Shared lock: a leftover check must not see it before it is registered.
+        let _g = runs_shared();
         let child = std::process::Command::new("sleep")
             .arg(seconds.to_string())
             .spawn()
@@ -125,6 +127,8 @@ impl Harness {
         let scratch =
             std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
         std::fs::create_dir_all(&scratch).expect("create scratch dir");
+        // Shared lock: `new` clones a short-lived probe child.
+        let _g = runs_shared();
         let sandbox = ProcessSandbox::new(SandboxConfig {
             scratch_dir: Some(scratch.clone()),
             cgroup_parent: Some(CGROUP_PARENT.into()),

@@ -8,14 +8,11 @@
 # Records carry a nonce read from SPEC, which is deleted before any submitted code runs,
 # so a program cannot simply print fake results. A program that exits early never emits
 # the final "done" record, and the judge treats that as a failure.
-import ast
 import builtins
-import json
 import os
-import random
 import sys
-import time
-import traceback
+
+# Imports that only one mode needs are made inside it: each costs start-up time per run.
 
 SOLUTION = "solution.py"
 MODULE = "__solution__"
@@ -27,12 +24,13 @@ def _load_source():
 
 
 def _exc_summary(exc):
-    lines = traceback.format_exception_only(type(exc), exc)
-    text = "".join(lines).strip()
+    text = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
     return text[-2000:]
 
 
 def _stdio():
+    import random
+
     random.seed(0)
     src = _load_source()
     try:
@@ -63,36 +61,39 @@ def _guard_eq(left, right, negate):
     return bool(result)
 
 
-class _EqGuard(ast.NodeTransformer):
-    def visit_Assert(self, node):
-        self.generic_visit(node)
-        node.test = self._rewrite(node.test)
-        return node
+def _eq_guard():
+    class _EqGuard(ast.NodeTransformer):
+        def visit_Assert(self, node):
+            self.generic_visit(node)
+            node.test = self._rewrite(node.test)
+            return node
 
-    def _rewrite(self, expr):
-        if (
-            isinstance(expr, ast.Compare)
-            and len(expr.ops) == 1
-            and isinstance(expr.ops[0], (ast.Eq, ast.NotEq))
-        ):
-            call = ast.Call(
-                func=ast.Name(id="__crucible_guard_eq__", ctx=ast.Load()),
-                args=[
-                    expr.left,
-                    expr.comparators[0],
-                    ast.Constant(isinstance(expr.ops[0], ast.NotEq)),
-                ],
-                keywords=[],
-            )
-            return ast.copy_location(call, expr)
-        if isinstance(expr, ast.BoolOp):
-            expr.values = [self._rewrite(v) for v in expr.values]
-        return expr
+        def _rewrite(self, expr):
+            if (
+                isinstance(expr, ast.Compare)
+                and len(expr.ops) == 1
+                and isinstance(expr.ops[0], (ast.Eq, ast.NotEq))
+            ):
+                call = ast.Call(
+                    func=ast.Name(id="__crucible_guard_eq__", ctx=ast.Load()),
+                    args=[
+                        expr.left,
+                        expr.comparators[0],
+                        ast.Constant(isinstance(expr.ops[0], ast.NotEq)),
+                    ],
+                    keywords=[],
+                )
+                return ast.copy_location(call, expr)
+            if isinstance(expr, ast.BoolOp):
+                expr.values = [self._rewrite(v) for v in expr.values]
+            return expr
+
+    return _EqGuard()
 
 
 def _compile_stmts(stmts, name):
     module = ast.Module(body=stmts, type_ignores=[])
-    module = ast.fix_missing_locations(_EqGuard().visit(module))
+    module = ast.fix_missing_locations(_eq_guard().visit(module))
     return compile(module, name, "exec")
 
 
@@ -106,6 +107,12 @@ def _to_json(value):
 
 
 def _tests(spec_path):
+    global ast, json, random, time
+    import ast
+    import json
+    import random
+    import time
+
     with open(spec_path, "r", encoding="utf-8") as f:
         spec = json.load(f)
     os.unlink(spec_path)

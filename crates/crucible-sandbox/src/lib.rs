@@ -24,6 +24,4 @@
 
 mod process;
 
-pub use process::{
-    CgroupMode, MountPlanError, ProcessSandbox, RunSpec, SandboxConfig, SandboxError,
-};
+pub use process::{CgroupMode, ProcessSandbox, RunSpec, SandboxConfig, SandboxError};

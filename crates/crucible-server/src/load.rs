@@ -79,6 +79,9 @@ pub fn mix() -> Vec<MixItem> {
         weight,
     };
     vec![
+        // Weight 0: not in the default load; `--only trivial` selects it for benchmarks.
+        item("good", 0, problem("trivial", vec![stdio("hi\n", "hi\n")], None),
+            "print(input())\n"),
         item("good", 30, problem("add-good", add_tests(), None),
             "a, b = map(int, input().split())\nprint(a + b)\n"),
         item("wrong", 15, problem("add-wrong", add_tests(), None),
@@ -114,6 +117,10 @@ fn schedule(items: &[MixItem]) -> Vec<usize> {
     let mut slots = Vec::new();
     for (i, it) in items.iter().enumerate() {
         slots.extend(std::iter::repeat_n(i, it.weight as usize));
+    }
+    if slots.is_empty() {
+        // Only weight-0 items were selected: send them evenly.
+        slots.extend(0..items.len());
     }
     let n = slots.len();
     // A multiplier coprime with n visits every slot once per n requests.
@@ -431,8 +438,11 @@ mod tests {
         for (i, it) in items.iter().enumerate() {
             assert_eq!(s.iter().filter(|&&x| x == i).count(), it.weight as usize);
         }
-        // The 30 slots of the first item are not all at the front.
-        assert!(s[..30].iter().filter(|&&x| x == 0).count() < 20);
+        // The 30 slots of the most frequent item are not all at the front.
+        let add = items.iter().position(|i| i.weight == 30).unwrap();
+        assert!(s[..30].iter().filter(|&&x| x == add).count() < 20);
+        let trivial: Vec<MixItem> = items.into_iter().filter(|i| i.weight == 0).collect();
+        assert_eq!(schedule(&trivial), vec![0]);
     }
 
     #[test]

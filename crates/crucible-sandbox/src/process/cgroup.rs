@@ -262,6 +262,15 @@ impl CgroupHost {
         }
     }
 
+    /// Whether run cgroups measure CPU time (v2 always; v1 with a cpuacct hierarchy).
+    pub(crate) fn measures_cpu(&self) -> bool {
+        match self {
+            CgroupHost::V2 { .. } => true,
+            CgroupHost::V1 { cpuacct, .. } => cpuacct.is_some(),
+            CgroupHost::None => false,
+        }
+    }
+
     /// Creates the cgroup(s) for one run with its memory and process limits. Returns
     /// None in mode None. On error nothing is left behind.
     pub(crate) fn create_run(

@@ -384,7 +384,11 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
         fail(rep, Stage::CloseFds, e, 0);
     }
     sys::reset_signal_dispositions();
-    let _ = sys::sigprocmask(libc::SIG_SETMASK, 0);
+    // SIGCHLD and SIGTERM stay blocked for the init's whole life: it takes them with
+    // sigtimedwait. A blocked signal is queued even for a namespace init, so the
+    // parent's SIGTERM ("stop the run") is never lost, even during setup.
+    let waited = sys::sig_bit(libc::SIGCHLD) | sys::sig_bit(libc::SIGTERM);
+    let _ = sys::sigprocmask(libc::SIG_SETMASK, waited);
     // Die with the parent thread: nobody would enforce the deadline otherwise.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0);
 
@@ -467,9 +471,6 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
         fail(rep, Stage::Hostname, e, 0);
     }
 
-    // SIGCHLD stays blocked so that sigtimedwait can wait for it with a timeout.
-    let chld = sys::sig_bit(libc::SIGCHLD);
-    let _ = sys::sigprocmask(libc::SIG_BLOCK, chld);
     let program = match sys::clone(libc::SIGCHLD as u64, std::ptr::null_mut()) {
         Ok(0) => program_main(p),
         Ok(pid) => pid as libc::pid_t,
@@ -479,7 +480,8 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
     sys::close(p.stdout_w);
     sys::close(p.stderr_w);
 
-    // Reap everything (orphans get reparented to us) until the program itself exits.
+    // Reap everything (orphans get reparented to us) until the program itself exits or
+    // the parent asks us to stop.
     let backstop = sys::monotonic_ns().saturating_add(p.backstop_ns);
     let mut program_status: Option<c_int> = None;
     'outer: loop {
@@ -499,7 +501,23 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
         if left <= 0 {
             break;
         }
-        sys::sigtimedwait(chld, left.min(1_000_000_000));
+        if sys::sigtimedwait(waited, left.min(1_000_000_000)) == Some(libc::SIGTERM) {
+            break;
+        }
+    }
+    // Kill whatever is left and reap it ourselves: processes the kernel kills when a
+    // namespace init exits are auto-reaped, and their CPU time would never reach our
+    // rusage. Repeat the kill in case something forked meanwhile.
+    loop {
+        let _ = sys::kill(-1, libc::SIGKILL);
+        match sys::wait4(-1, libc::__WALL) {
+            Ok((pid, status)) => {
+                if pid == program && program_status.is_none() {
+                    program_status = Some(status);
+                }
+            }
+            Err(_) => break,
+        }
     }
 
     let children = sys::getrusage(libc::RUSAGE_CHILDREN);

@@ -6,8 +6,10 @@
 //! clones a child into fresh user/pid/net/mount/ipc/uts/cgroup namespaces, writes its
 //! uid/gid maps and joins it to the run's cgroup, then lets it go. The child is pid 1 of
 //! its namespace (a mini init): it builds the root, forks the program as pid 2 and reaps
-//! until the program exits. Killing the init kills the namespace, so the parent ends a
-//! run by SIGKILLing the init through its pidfd.
+//! until the program exits, then kills and reaps whatever is left and reports the
+//! program's wait status. To end a run early the parent sends the init SIGTERM through
+//! its pidfd (the init does the same kill-and-reap, so CPU time is fully accounted), and
+//! SIGKILLs it after a grace period; an init's death takes its namespace with it.
 
 mod cgroup;
 mod child;
@@ -17,7 +19,6 @@ mod seccomp;
 mod sys;
 
 pub use cgroup::CgroupMode;
-pub use mounts::MountPlanError;
 
 use cgroup::{CgroupHost, RunCgroup};
 use child::{ChildOp, ChildPlan, Record, Rlimit, Stage, RECORD_ERROR, RECORD_EXIT};
@@ -65,7 +66,7 @@ pub enum SandboxError {
 #[derive(Clone, Debug, Default)]
 pub struct SandboxConfig {
     /// Where per-run scratch dirs (the new-root mount point) are made; default
-    /// `std::env::temp_dir()`.
+    /// `std::env::temp_dir()`. Each run's dir is empty on the host and removed after.
     pub scratch_dir: Option<PathBuf>,
     /// Name of the parent cgroup to create runs under (default `"crucible"`).
     pub cgroup_parent: Option<String>,
@@ -78,10 +79,13 @@ pub struct RunSpec {
     pub argv: Vec<String>,
     /// The whole environment; nothing else is inherited.
     pub env: Vec<(String, String)>,
-    /// Files written into the work dir (/work) before the program starts, by relative path.
+    /// Files written into the work dir (/work) before the program starts, by relative
+    /// path, owned by the program's user. Like everything in /work they live in memory
+    /// and count toward `limits.work_dir_bytes` and the memory cgroup.
     pub files: Vec<(String, Vec<u8>)>,
     /// Everything the program reads on stdin.
     pub stdin: Vec<u8>,
+    /// The limits of the run (see [`Limits`] for each one's meaning).
     pub limits: Limits,
     /// Host paths bind-mounted read-only at the same path (directories or files).
     /// Symlinks on the way (such as `/bin -> usr/bin`) are recreated as symlinks and
@@ -115,6 +119,9 @@ const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// RLIMIT_AS headroom over the cgroup limit: virtual reservations (thread stacks,
 /// malloc arenas) are not real usage, and the cgroup enforces the real limit.
 const AS_HEADROOM: u64 = 1 << 30;
+/// How long the init gets to kill and reap everything when asked to stop, before the
+/// parent SIGKILLs it (and the kernel tears the namespace down).
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A native process sandbox. Cheap to share: `run` may be called from many threads.
 #[derive(Debug)]
@@ -172,13 +179,24 @@ struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// Asks the init to stop the run: it kills and reaps every process in the namespace
+    /// and reports, so CPU time and the program's status are complete.
+    fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Kills the init outright, and with it the namespace.
     fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
         // SAFETY: pidfd_send_signal on a pidfd we own; it cannot hit a recycled pid.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.pidfd.as_raw_fd(),
-                libc::SIGKILL,
+                sig,
                 std::ptr::null::<libc::siginfo_t>(),
                 0u32,
             );
@@ -186,7 +204,7 @@ impl ChildGuard {
     }
 
     /// Waits for the init to exit and returns its wait status and rusage (which covers
-    /// every descendant it reaped, including those killed with the namespace).
+    /// every descendant the init reaped).
     fn reap(&mut self) -> io::Result<(i32, libc::rusage)> {
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it.
@@ -325,8 +343,15 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
 }
 
 /// The program's rlimits, clamped to what we may set (hard limits can only go down).
-fn rlimits(l: &Limits, cgroup: bool) -> Vec<Rlimit> {
-    let cpu_soft = l.cpu_time_ms.div_ceil(1000).max(1);
+///
+/// `cgroup`: a memory cgroup enforces the memory limit, so RLIMIT_AS is only a backstop.
+/// `cpu_watchdog`: the cgroup measures the tree's CPU time and the parent enforces the
+/// exact limit, so RLIMIT_CPU gets one more second and is only a backstop. The kernel
+/// checks RLIMIT_CPU against tick-sampled time, which on a busy machine runs 10-20%
+/// ahead of the real (scheduler-measured) time; at exactly the limit it would give
+/// programs just under the limit a false TLE.
+fn rlimits(l: &Limits, cgroup: bool, cpu_watchdog: bool) -> Vec<Rlimit> {
+    let cpu_soft = l.cpu_time_ms.div_ceil(1000).max(1) + u64::from(cpu_watchdog);
     let address_space = if cgroup {
         l.memory_bytes.saturating_add(AS_HEADROOM)
     } else {
@@ -662,7 +687,7 @@ impl ProcessSandbox {
             lock_securebits,
             file_dirs,
             files,
-            rlimits: rlimits(&limits, has_cgroup),
+            rlimits: rlimits(&limits, has_cgroup, self.cgroups.measures_cpu()),
             seccomp: self.seccomp.clone(),
             argv_ptrs,
             envp_ptrs,
@@ -767,7 +792,12 @@ impl ProcessSandbox {
         let total_cpu_us = tv_us(ru.ru_utime).saturating_add(tv_us(ru.ru_stime));
         // The init's own time is sandbox overhead, not the program's.
         let init_cpu_us = exit.map_or(0, |r| u64::from(r.0[3]) | (u64::from(r.0[4]) << 32));
-        let cpu_ms = total_cpu_us.saturating_sub(init_cpu_us) / 1000;
+        let mut cpu_ms = total_cpu_us.saturating_sub(init_cpu_us) / 1000;
+        if let Some(ns) = cgroup.as_ref().and_then(|c| c.cpu_usage_ns()) {
+            // The cgroup also counts processes that escaped the init's reaping (when it
+            // had to be SIGKILLed), so take it when it is larger.
+            cpu_ms = cpu_ms.max((ns / 1000).saturating_sub(init_cpu_us) / 1000);
+        }
 
         let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         let memory_kb = match (stats.peak_bytes, exit) {
@@ -814,27 +844,47 @@ fn monitor(
     deadline: Instant,
     cpu_limit_ms: u64,
 ) -> Option<KillReason> {
-    let mut kill: Option<KillReason> = None;
+    /// Why and when we asked the init to stop, and whether it has been SIGKILLed since.
+    struct Stop {
+        reason: Option<KillReason>,
+        asked: Option<Instant>,
+        hard_killed: bool,
+    }
+    impl Stop {
+        fn request(&mut self, child: &ChildGuard, reason: KillReason) {
+            if self.reason.is_none() {
+                child.terminate();
+                self.reason = Some(reason);
+                self.asked = Some(Instant::now());
+            }
+        }
+    }
+    let mut stop = Stop {
+        reason: None,
+        asked: None,
+        hard_killed: false,
+    };
     let cpu_limit_ns = cpu_limit_ms.saturating_mul(1_000_000);
     let watch_cpu = cgroup.is_some_and(|c| c.cpu_usage_ns().is_some());
     let mut next_cpu_check = Instant::now() + CPU_CHECK_INTERVAL;
-    let do_kill = |reason: KillReason, kill: &mut Option<KillReason>| {
-        if kill.is_none() {
-            child.kill();
-            *kill = Some(reason);
-        }
-    };
     loop {
         let now = Instant::now();
         if now >= deadline {
-            do_kill(KillReason::Wall, &mut kill);
+            stop.request(child, KillReason::Wall);
         }
-        let mut wait = if kill.is_some() {
-            Duration::from_millis(100)
-        } else {
-            deadline.saturating_duration_since(now)
+        if let Some(t) = stop.asked {
+            if !stop.hard_killed && now >= t + STOP_GRACE {
+                tracing::warn!("sandbox init did not stop in time; killing it");
+                child.kill();
+                stop.hard_killed = true;
+            }
+        }
+        let mut wait = match stop.asked {
+            Some(t) if !stop.hard_killed => (t + STOP_GRACE).saturating_duration_since(now),
+            Some(_) => Duration::from_millis(100),
+            None => deadline.saturating_duration_since(now),
         };
-        if watch_cpu && kill.is_none() {
+        if watch_cpu && stop.reason.is_none() {
             wait = wait.min(next_cpu_check.saturating_duration_since(now));
         }
         let mut fds = vec![libc::pollfd {
@@ -863,19 +913,19 @@ fn monitor(
         let ready = |fd: RawFd| fds.iter().any(|p| p.fd == fd && p.revents != 0);
         for (c, is_stdout) in [(&mut *out, true), (&mut *err, false)] {
             if c.open && ready(c.file.as_raw_fd()) && c.pump(1 << 20) {
-                do_kill(KillReason::Output { stdout: is_stdout }, &mut kill);
+                stop.request(child, KillReason::Output { stdout: is_stdout });
             }
         }
         if exited {
-            return kill;
+            return stop.reason;
         }
-        if watch_cpu && kill.is_none() && Instant::now() >= next_cpu_check {
+        if watch_cpu && stop.reason.is_none() && Instant::now() >= next_cpu_check {
             next_cpu_check = Instant::now() + CPU_CHECK_INTERVAL;
             if cgroup
                 .and_then(|c| c.cpu_usage_ns())
                 .is_some_and(|ns| ns > cpu_limit_ns)
             {
-                do_kill(KillReason::Cpu, &mut kill);
+                stop.request(child, KillReason::Cpu);
             }
         }
     }
@@ -991,20 +1041,22 @@ mod tests {
                 .map(|r| (r.1, r.2))
                 .unwrap()
         };
-        let with_cg = rlimits(&l, true);
+        let with_cg = rlimits(&l, true, false);
         assert_eq!(get(&with_cg, libc::RLIMIT_CPU), (2, 3));
+        let watched = rlimits(&l, true, true);
+        assert_eq!(get(&watched, libc::RLIMIT_CPU), (3, 4));
         assert_eq!(get(&with_cg, libc::RLIMIT_AS).0, (256 << 20) + AS_HEADROOM);
         assert_eq!(get(&with_cg, libc::RLIMIT_FSIZE), (1 << 20, 1 << 20));
         assert_eq!(get(&with_cg, libc::RLIMIT_CORE), (0, 0));
         assert_eq!(get(&with_cg, libc::RLIMIT_NPROC), (8, 8));
         assert!(get(&with_cg, libc::RLIMIT_NOFILE).0 <= 32);
-        let without = rlimits(&l, false);
+        let without = rlimits(&l, false, false);
         assert_eq!(get(&without, libc::RLIMIT_AS).0, 256 << 20);
         let l = Limits {
             cpu_time_ms: 1000,
             ..l
         };
-        assert_eq!(get(&rlimits(&l, true), libc::RLIMIT_CPU), (1, 2));
+        assert_eq!(get(&rlimits(&l, true, false), libc::RLIMIT_CPU), (1, 2));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) enum PlanOp {
 
 /// Why a list of mounts cannot be planned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MountPlanError {
+pub(crate) enum MountPlanError {
     /// Mount paths must be absolute.
     #[error("mount path {0:?} is not absolute")]
     NotAbsolute(PathBuf),

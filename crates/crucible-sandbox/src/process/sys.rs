@@ -329,20 +329,27 @@ pub(crate) unsafe fn sigprocmask(how: c_int, set: u64) -> Result<(), i32> {
     .map(|_| ())
 }
 
-/// Waits up to `timeout_ns` for a signal in `set` (which must be blocked).
-pub(crate) unsafe fn sigtimedwait(set: u64, timeout_ns: i64) {
+/// Waits up to `timeout_ns` for a signal in `set` (which must be blocked). Returns the
+/// signal taken, or None on timeout or interruption.
+pub(crate) unsafe fn sigtimedwait(set: u64, timeout_ns: i64) -> Option<c_int> {
     let ts = libc::timespec {
         tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
     };
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    libc::syscall(
+    let r = libc::syscall(
         libc::SYS_rt_sigtimedwait,
         &set as *const u64,
         info.as_mut_ptr(),
         &ts as *const libc::timespec,
         8usize,
     );
+    (r > 0).then_some(r as c_int)
+}
+
+/// kill(pid, sig).
+pub(crate) unsafe fn kill(pid: libc::pid_t, sig: c_int) -> Result<(), i32> {
+    check(libc::syscall(libc::SYS_kill, pid, sig)).map(|_| ())
 }
 
 /// wait4(pid, &status, options, NULL). Returns (pid, status).
