@@ -87,6 +87,12 @@ sleep 4
 kill -9 "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 echo "killed server $SERVER_PID with SIGKILL"
+# A SIGKILLed server cannot remove the cgroups of its runs in flight; they are empty once
+# those runs died. Count and remove them.
+sleep 0.5
+left=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -type d -name "run-$SERVER_PID-*" 2>/dev/null || true)
+echo "run cgroups left by the killed server: $(grep -c . <<<"$left" || true) (removed)"
+[[ -n "$left" ]] && xargs -r rmdir <<<"$left" 2>/dev/null || true
 sleep 2
 start_server "$PORT" restarted
 echo "restarted at $URL (pid $SERVER_PID)"

@@ -103,18 +103,6 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             p.language = lang.clone();
         }
     }
-    let mut input_errors = 0usize;
-    let submissions = if args.solutions == "canonical" {
-        crucible_datasets::canonical_submissions(&problems)
-    } else {
-        let loaded = crucible_datasets::load_samples(Path::new(&args.solutions), &problems)?;
-        for e in &loaded.errors {
-            eprintln!("crucible: skipped: {e}");
-        }
-        input_errors += loaded.errors.len();
-        loaded.submissions
-    };
-
     let judge = crate::make_judge(
         profiles,
         JudgeOptions {
@@ -122,6 +110,28 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             limits: None,
         },
     )?;
+    let mut input_errors = 0usize;
+    let submissions = if args.solutions == "canonical" {
+        crucible_datasets::canonical_submissions(&problems)
+    } else {
+        let loaded = crucible_datasets::load_samples_checked(
+            Path::new(&args.solutions),
+            &problems,
+            |lang| {
+                judge
+                    .profiles()
+                    .get(lang)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )?;
+        for e in &loaded.errors {
+            eprintln!("crucible: skipped: {e}");
+        }
+        input_errors += loaded.errors.len();
+        loaded.submissions
+    };
+
     let limits = if args.time_limit.is_some() || args.memory_limit.is_some() {
         let lang = args.lang.as_deref().unwrap_or("python");
         let base = judge.profiles().get(lang)?.limits;

@@ -92,7 +92,7 @@ fn bad_samples_are_reported_and_the_rest_judged() {
         "malformed JSON names its line: {stderr}"
     );
     assert!(
-        stderr.contains("s.jsonl:3") && stderr.contains("nope"),
+        stderr.contains("s.jsonl:3: field \"task_id\""),
         "unknown task: {stderr}"
     );
     assert!(
@@ -100,7 +100,10 @@ fn bad_samples_are_reported_and_the_rest_judged() {
         "missing field: {stderr}"
     );
     assert!(stderr.contains("s.jsonl:5"), "empty code: {stderr}");
-    assert!(stderr.contains("cobol"), "unknown language: {stderr}");
+    assert!(
+        stderr.contains("s.jsonl:6: field \"language\"") && stderr.contains("cobol"),
+        "unknown language: {stderr}"
+    );
 }
 
 #[test]
@@ -109,7 +112,7 @@ fn broken_dataset_names_file_line_and_field() {
     let ds = write(
         dir.path(),
         "bad.jsonl",
-        "{\"id\":\"a\",\"tests\":[]}\n{\"id\":\"b\",\"tests\":[{\"kind\":\"stdio\"}]}\n",
+        "{\"id\":\"a\",\"tests\":[{\"kind\":\"assert\",\"code\":\"pass\"}]}\n{\"id\":\"b\",\"tests\":[{\"kind\":\"stdio\"}]}\n",
     );
     let out = crucible(&["judge", "--dataset", &format!("crucible={}", ds.display())]);
     let stderr = String::from_utf8_lossy(&out.stderr);

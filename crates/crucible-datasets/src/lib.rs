@@ -33,7 +33,7 @@ pub use error::{DatasetError, UnknownDatasetKind};
 pub use humaneval::load_humaneval;
 pub use mbpp::{load_mbpp, load_mbpp_sanitized};
 pub use native::load_crucible;
-pub use samples::{canonical_submissions, load_samples, SamplesLoad};
+pub use samples::{canonical_submissions, load_samples, load_samples_checked, SamplesLoad};
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -37,6 +37,17 @@ pub struct SamplesLoad {
 /// asked for. Returns an error only when the file as a whole cannot be read (missing,
 /// unreadable, corrupt gzip, or a JSON array that does not parse).
 pub fn load_samples(path: &Path, problems: &[Problem]) -> Result<SamplesLoad, DatasetError> {
+    load_samples_checked(path, problems, |_| Ok(()))
+}
+
+/// [`load_samples`], with each sample's language also checked by `language_ok` (for
+/// example against the judge's profiles), so that an unknown language is reported with
+/// its line like any other bad field.
+pub fn load_samples_checked(
+    path: &Path,
+    problems: &[Problem],
+    language_ok: impl Fn(&str) -> Result<(), String>,
+) -> Result<SamplesLoad, DatasetError> {
     let by_id: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut next_sample: HashMap<&str, usize> = HashMap::new();
     let mut load = SamplesLoad::default();
@@ -58,6 +69,7 @@ pub fn load_samples(path: &Path, problems: &[Problem]) -> Result<SamplesLoad, Da
                 Some(l) => l.to_string(),
                 None => problem.language.clone(),
             };
+            language_ok(&language).map_err(|why| f.err("language", why))?;
             Ok(Submission {
                 task_id,
                 sample,
