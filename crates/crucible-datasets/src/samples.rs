@@ -224,6 +224,33 @@ mod tests {
     }
 
     #[test]
+    fn language_check_names_the_line() {
+        let (_d, path) = write(
+            "s.jsonl",
+            concat!(
+                "{\"task_id\": \"11\", \"completion\": \"x = 1\"}\n",
+                "{\"task_id\": \"11\", \"completion\": \"x = 1\", \"language\": \"cobol\"}\n",
+            )
+            .as_bytes(),
+        );
+        let load = load_samples_checked(&path, &problems(), |l| {
+            if l == "python" {
+                Ok(())
+            } else {
+                Err(format!("unknown language {l:?}"))
+            }
+        })
+        .unwrap();
+        assert_eq!(load.submissions.len(), 1);
+        assert_eq!(load.errors.len(), 1);
+        let e = load.errors[0].to_string();
+        assert!(
+            e.contains("s.jsonl:2: field \"language\": unknown language \"cobol\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unreadable_file_is_a_hard_error() {
         let e = load_samples(Path::new("/nonexistent/samples.jsonl"), &problems()).unwrap_err();
         assert!(e.message.starts_with("cannot open"), "{e}");
