@@ -69,7 +69,13 @@ impl ApiError {
 
     /// The full JSON body.
     pub fn body(&self) -> ErrorBody {
-        let mut loc = vec![serde_json::Value::from("body")];
+        // FastAPI names where a field lives: the token is a header, all else the body.
+        let place = if self.field.as_deref() == Some("authorization") {
+            "header"
+        } else {
+            "body"
+        };
+        let mut loc = vec![serde_json::Value::from(place)];
         if let Some(f) = &self.field {
             if f != "body" {
                 loc.extend(path_segments(f));

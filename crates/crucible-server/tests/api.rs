@@ -301,6 +301,11 @@ async fn bearer_token_guards_work_but_not_probes() {
     let a = post(&url, judge_body("good")).await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json()["error"]["field"], "authorization");
+    assert_eq!(
+        a.json()["detail"][0]["loc"],
+        serde_json::json!(["header", "authorization"])
+    );
+    assert_eq!(a.headers.get("www-authenticate").unwrap(), "Bearer");
     let wrong = request(
         "POST",
         &url,
