@@ -48,15 +48,6 @@ pub struct JudgeArgs {
     no_progress: bool,
 }
 
-fn parse_reward(s: &str) -> anyhow::Result<RewardSpec> {
-    let json = if s.trim_start().starts_with('{') {
-        s.to_string()
-    } else {
-        format!("{{\"kind\":{}}}", serde_json::to_string(s)?)
-    };
-    serde_json::from_str(&json).with_context(|| format!("--reward {s:?}: not a reward spec"))
-}
-
 /// The HumanEval file scripts/fetch-humaneval.sh unpacks.
 fn default_humaneval() -> anyhow::Result<PathBuf> {
     let cache = match std::env::var_os("CRUCIBLE_CACHE") {
@@ -96,7 +87,7 @@ fn parse_dataset(s: &str) -> anyhow::Result<(DatasetKind, PathBuf)> {
 
 pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
     let (kind, path) = parse_dataset(&args.dataset)?;
-    let reward = parse_reward(&args.reward)?;
+    let reward = args.reward.parse::<RewardSpec>().map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?;
     let mut problems = crucible_datasets::load(kind, &path)?;
     if let Some(lang) = &args.lang {
         for p in &mut problems {
@@ -315,16 +306,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reward_flag() {
-        assert_eq!(parse_reward("binary").unwrap(), RewardSpec::Binary);
-        assert_eq!(
-            parse_reward(r#"{"kind":"weighted","alpha":0.5}"#).unwrap(),
-            RewardSpec::Weighted { alpha: 0.5 }
-        );
-        assert!(parse_reward("nonsense").is_err());
-    }
 
     #[test]
     fn dataset_flag() {

@@ -41,15 +41,6 @@ pub struct ServeArgs {
     datasets: Vec<String>,
 }
 
-fn parse_reward(s: &str) -> anyhow::Result<RewardSpec> {
-    let json = if s.trim_start().starts_with('{') {
-        s.to_string()
-    } else {
-        format!("{{\"kind\":{}}}", serde_json::to_string(s)?)
-    };
-    serde_json::from_str(&json).with_context(|| format!("--reward {s:?}: not a reward spec"))
-}
-
 fn load_datasets(specs: &[String]) -> anyhow::Result<Datasets> {
     let mut sets = Datasets::default();
     for spec in specs {
@@ -78,7 +69,7 @@ pub fn run(args: ServeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             .checked_mul(1 << 20)
             .filter(|&b| b > 0)
             .context("--body-limit-mb must be positive and fit in memory")?,
-        default_reward: parse_reward(&args.reward)?,
+        default_reward: args.reward.parse::<RewardSpec>().map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?,
         pod_name: std::env::var("MY_POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok()

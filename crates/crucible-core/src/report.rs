@@ -82,6 +82,30 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report for a submission whose judgement was lost to an infrastructure failure:
+    /// verdict sandbox_error, no tests, no reward.
+    pub fn sandbox_error(
+        task_id: impl Into<String>,
+        sample: usize,
+        language: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Report {
+        Report {
+            task_id: task_id.into(),
+            sample,
+            language: language.into(),
+            verdict: Verdict::SandboxError,
+            reward: None,
+            passed: 0,
+            total: 0,
+            tests: Vec::new(),
+            cpu_ms: 0,
+            wall_ms: 0,
+            memory_kb: 0,
+            message: Some(message.into()),
+        }
+    }
+
     /// Share of tests passed, in [0, 1]; 0 when there were no tests.
     pub fn pass_fraction(&self) -> f64 {
         if self.total == 0 {

@@ -76,6 +76,20 @@ fn default_alpha() -> f64 {
     0.1
 }
 
+impl std::str::FromStr for RewardSpec {
+    type Err = serde_json::Error;
+
+    /// Parses a spec's name (`binary`, `fraction`, `weighted`, `shaped`, with default
+    /// parameters) or a whole spec as JSON (`{"kind":"weighted","alpha":0.5}`).
+    fn from_str(s: &str) -> Result<RewardSpec, serde_json::Error> {
+        if s.trim_start().starts_with('{') {
+            serde_json::from_str(s)
+        } else {
+            serde_json::from_value(serde_json::json!({ "kind": s.trim() }))
+        }
+    }
+}
+
 impl RewardSpec {
     /// The reward for `report`. `None` when the verdict is sandbox_error: an
     /// infrastructure failure says nothing about the program, so it must be masked by a
@@ -184,6 +198,17 @@ mod tests {
         };
         let got = rltf.reward(&wa).unwrap();
         assert!((got - (-0.3 + 1.3 * 0.75)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spec_from_str() {
+        assert_eq!("binary".parse::<RewardSpec>().unwrap(), RewardSpec::Binary);
+        assert_eq!(
+            r#"{"kind":"weighted","alpha":0.5}"#.parse::<RewardSpec>().unwrap(),
+            RewardSpec::Weighted { alpha: 0.5 }
+        );
+        assert!("nonsense".parse::<RewardSpec>().is_err());
+        assert!(r#"{"kind":"binary","x":1}"#.parse::<RewardSpec>().is_err());
     }
 
     #[test]

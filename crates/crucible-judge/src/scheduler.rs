@@ -1,5 +1,5 @@
 use crate::{Job, Judge, JudgeError};
-use crucible_core::{Report, Verdict};
+use crucible_core::Report;
 use futures::stream::{self, Stream, StreamExt};
 use std::sync::Arc;
 
@@ -52,29 +52,12 @@ impl Scheduler {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::error!(task = %identity.0, error = %e, "judgement panicked");
-                            Ok(lost_report(identity, format!("judge worker failed: {e}")))
+                            Ok(Report::sandbox_error(identity.0, identity.1, identity.2, format!("judge worker failed: {e}")))
                         }
                     };
                     (index, result)
                 }
             })
             .buffer_unordered(self.concurrency)
-    }
-}
-
-fn lost_report((task_id, sample, language): (String, usize, String), message: String) -> Report {
-    Report {
-        task_id,
-        sample,
-        language,
-        verdict: Verdict::SandboxError,
-        reward: None,
-        passed: 0,
-        total: 0,
-        tests: Vec::new(),
-        cpu_ms: 0,
-        wall_ms: 0,
-        memory_kb: 0,
-        message: Some(message),
     }
 }

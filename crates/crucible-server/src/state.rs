@@ -477,7 +477,7 @@ impl AppState {
             Ok(Err(e)) => return Err(judge_error(e)),
             Err(why) => {
                 tracing::error!(task = %identity.0, error = %why, "judgement lost");
-                lost_report(identity, why)
+                Report::sandbox_error(identity.0, identity.1, identity.2, why)
             }
         };
         // The spec is per request, while the backend's judge has one fixed spec: compute
@@ -518,22 +518,5 @@ pub(crate) fn judge_error(e: JudgeError) -> ApiError {
             err.retry_after = Some(1);
             err
         }
-    }
-}
-
-fn lost_report((task_id, sample, language): (String, usize, String), message: String) -> Report {
-    Report {
-        task_id,
-        sample,
-        language,
-        verdict: Verdict::SandboxError,
-        reward: None,
-        passed: 0,
-        total: 0,
-        tests: Vec::new(),
-        cpu_ms: 0,
-        wall_ms: 0,
-        memory_kb: 0,
-        message: Some(message),
     }
 }
