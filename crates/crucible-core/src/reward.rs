@@ -208,7 +208,7 @@ mod tests {
             RewardSpec::Weighted { alpha: 0.5 }
         );
         assert!("nonsense".parse::<RewardSpec>().is_err());
-        assert!(r#"{"kind":"binary","x":1}"#.parse::<RewardSpec>().is_err());
+        assert!(r#"{"kind":"weighted","alpha":1,"x":1}"#.parse::<RewardSpec>().is_err());
     }
 
     #[test]
