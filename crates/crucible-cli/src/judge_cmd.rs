@@ -87,7 +87,10 @@ fn parse_dataset(s: &str) -> anyhow::Result<(DatasetKind, PathBuf)> {
 
 pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
     let (kind, path) = parse_dataset(&args.dataset)?;
-    let reward = args.reward.parse::<RewardSpec>().map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?;
+    let reward = args
+        .reward
+        .parse::<RewardSpec>()
+        .map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?;
     let mut problems = crucible_datasets::load(kind, &path)?;
     if let Some(lang) = &args.lang {
         for p in &mut problems {

@@ -69,7 +69,10 @@ pub fn run(args: ServeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             .checked_mul(1 << 20)
             .filter(|&b| b > 0)
             .context("--body-limit-mb must be positive and fit in memory")?,
-        default_reward: args.reward.parse::<RewardSpec>().map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?,
+        default_reward: args
+            .reward
+            .parse::<RewardSpec>()
+            .map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?,
         pod_name: std::env::var("MY_POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok()

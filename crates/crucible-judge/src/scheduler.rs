@@ -52,7 +52,12 @@ impl Scheduler {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::error!(task = %identity.0, error = %e, "judgement panicked");
-                            Ok(Report::sandbox_error(identity.0, identity.1, identity.2, format!("judge worker failed: {e}")))
+                            Ok(Report::sandbox_error(
+                                identity.0,
+                                identity.1,
+                                identity.2,
+                                format!("judge worker failed: {e}"),
+                            ))
                         }
                     };
                     (index, result)
