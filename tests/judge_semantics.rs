@@ -1,20 +1,40 @@
 //! The judge's verdicts on tricky programs: reward hacks, limits seen through the harness,
-//! every test kind and comparator, and the smoke problem set.
+//! every test kind and comparator, and the smoke problem set. Every submission is judged
+//! through the Python fork server (the default) and in a fresh sandbox, and the two
+//! reports must agree (timings and memory aside).
 
 use crucible_core::{Comparator, Limits, Problem, Report, Submission, TestCase, Verdict};
 use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
+use crucible_suite::comparable;
 use std::sync::OnceLock;
 
 fn judge() -> &'static Judge {
     static J: OnceLock<Judge> = OnceLock::new();
     J.get_or_init(|| {
         let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
-        Judge::new(
+        let j = Judge::new(
             sandbox,
             Profiles::load(None).unwrap(),
             JudgeOptions::default(),
-        )
+        );
+        assert!(j.fork_server("python").is_some(), "fork server up");
+        j
+    })
+}
+
+/// The same judge with the fork server off: every program in a fresh sandbox.
+fn fresh_judge() -> &'static Judge {
+    static J: OnceLock<Judge> = OnceLock::new();
+    J.get_or_init(|| {
+        let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
+        let mut j = Judge::new(
+            sandbox,
+            Profiles::load(None).unwrap(),
+            JudgeOptions::default(),
+        );
+        j.set_fork_server(false);
+        j
     })
 }
 
@@ -38,7 +58,14 @@ fn judge_code(p: &Problem, code: &str) -> Report {
         language: "python".into(),
         completion: code.into(),
     };
-    judge().judge(p, &s).expect("judgeable")
+    let forked = judge().judge(p, &s).expect("judgeable");
+    let fresh = fresh_judge().judge(p, &s).expect("judgeable");
+    assert_eq!(
+        comparable(&forked),
+        comparable(&fresh),
+        "fork server and fresh sandbox disagree on {code:?}"
+    );
+    forked
 }
 
 fn add_asserts() -> Problem {
@@ -233,11 +260,17 @@ fn call_tests() {
 fn hash_and_random_are_deterministic() {
     let code =
         "import random\nprint(hash('crucible'), random.random(), list({'a', 'b', 'c', 'd'}))\n";
-    let run = || judge().run_source("python", code, b"", None).unwrap();
-    let a = run();
-    let b = run();
-    assert_eq!(a.status, crucible_core::RunStatus::Ok, "{a:?}");
-    assert!(!a.stdout.is_empty());
+    for j in [judge(), fresh_judge()] {
+        let run = || j.run_source("python", code, b"", None).unwrap();
+        let a = run();
+        let b = run();
+        assert_eq!(a.status, crucible_core::RunStatus::Ok, "{a:?}");
+        assert!(!a.stdout.is_empty());
+        assert_eq!(a.stdout, b.stdout);
+    }
+    // The same output from a fresh interpreter and a forked one.
+    let a = judge().run_source("python", code, b"", None).unwrap();
+    let b = fresh_judge().run_source("python", code, b"", None).unwrap();
     assert_eq!(a.stdout, b.stdout);
 }
 

@@ -1,12 +1,16 @@
 //! Whole-dataset parity: every reference solution of HumanEval, MBPP sanitized and MBPP
 //! full is accepted in the sandbox, and a wrong completion of every task is not (and is
-//! never mistaken for an infrastructure failure). The data is read from ../shared/datasets
-//! (or $CRUCIBLE_SHARED_DATASETS); each test is skipped with a message when it is absent.
+//! never mistaken for an infrastructure failure). Each set is judged twice, through the
+//! Python fork server (the default) and with a fresh sandbox per program, and the two
+//! reports of every submission must agree field by field, timings and memory aside. The
+//! data is read from ../shared/datasets (or $CRUCIBLE_SHARED_DATASETS); each test is
+//! skipped with a message when it is absent.
 
 use crucible_core::{Problem, Report, Submission, Verdict};
 use crucible_datasets::{canonical_submissions, load, DatasetKind};
 use crucible_judge::{Job, Judge, JudgeOptions, Profiles, Scheduler};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
+use crucible_suite::{comparable, without_measurements};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,23 +29,35 @@ fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
-fn judge_all(problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
+/// Judges `subs` with the fork server on (`fork`) or off.
+fn judge_all(problems: &[Problem], subs: &[Submission], fork: bool) -> Vec<Report> {
     let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
-    let judge = Judge::new(
+    let mut judge = Judge::new(
         sandbox,
         Profiles::load(None).unwrap(),
         JudgeOptions::default(),
     );
-    let scheduler = Scheduler::new(Arc::new(judge), 0);
+    judge.set_fork_server(fork);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    judge.set_fork_server_slots(workers);
+    if fork {
+        assert!(
+            judge.fork_server("python").is_some(),
+            "the fork server must be up for the parity to mean anything"
+        );
+    } else {
+        assert!(judge.fork_server("python").is_none());
+    }
+    let scheduler = Scheduler::new(Arc::new(judge), workers);
     let by_id: BTreeMap<&str, Arc<Problem>> = problems
         .iter()
         .map(|p| (p.id.as_str(), Arc::new(p.clone())))
         .collect();
     let jobs: Vec<Job> = subs
-        .into_iter()
+        .iter()
         .map(|s| Job {
             problem: by_id[s.task_id.as_str()].clone(),
-            submission: s,
+            submission: s.clone(),
         })
         .collect();
     let n = jobs.len();
@@ -58,11 +74,32 @@ fn judge_all(problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Judges `subs` both ways, asserts that every report agrees, and returns the fork
+/// server's.
+fn judge_both_ways(problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
+    let forked = judge_all(problems, &subs, true);
+    let fresh = judge_all(problems, &subs, false);
+    let differ: Vec<String> = forked
+        .iter()
+        .zip(&fresh)
+        .filter(|(a, b)| comparable(a) != comparable(b))
+        .map(|(a, b)| format!("fork server: {a:?}\nfresh:       {b:?}"))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} reports differ between the fork server and fresh sandboxes:\n{}",
+        differ.len(),
+        forked.len(),
+        differ.join("\n")
+    );
+    forked
+}
+
 fn assert_all_accepted(kind: DatasetKind, rel: &str, expected: usize) {
     let Some(path) = shared(rel) else { return };
     let problems = load(kind, &path).unwrap();
     assert_eq!(problems.len(), expected);
-    let reports = judge_all(&problems, canonical_submissions(&problems));
+    let reports = judge_both_ways(&problems, canonical_submissions(&problems));
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| r.verdict != Verdict::Accepted)
@@ -119,7 +156,7 @@ fn assert_wrong_all_rejected(kind: DatasetKind, rel: &str) {
             },
         })
         .collect();
-    let reports = judge_all(&problems, subs);
+    let reports = judge_both_ways(&problems, subs);
     for r in &reports {
         assert!(
             matches!(r.verdict, Verdict::WrongAnswer | Verdict::RuntimeError),
@@ -130,6 +167,21 @@ fn assert_wrong_all_rejected(kind: DatasetKind, rel: &str) {
         );
         assert_eq!(r.reward, Some(0.0));
     }
+}
+
+#[test]
+fn measurements_are_left_out_of_messages() {
+    assert_eq!(
+        without_measurements(&Some(
+            "time limit exceeded (cpu 2010 ms, wall 2100 ms): boom".into()
+        )),
+        Some("time limit exceeded : boom".into())
+    );
+    assert_eq!(
+        without_measurements(&Some("memory limit exceeded (peak 5 KiB)".into())),
+        Some("memory limit exceeded ".into())
+    );
+    assert_eq!(without_measurements(&None), None);
 }
 
 #[test]

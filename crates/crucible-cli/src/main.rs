@@ -83,9 +83,14 @@ fn languages(profiles: Option<&std::path::Path>) -> anyhow::Result<u8> {
 pub fn make_judge(
     profiles: Option<&std::path::Path>,
     options: crucible_judge::JudgeOptions,
+    fuel: Option<u64>,
 ) -> anyhow::Result<crucible_judge::Judge> {
     use anyhow::Context;
-    let profiles = crucible_judge::Profiles::load(profiles)?;
+    let mut profiles = crucible_judge::Profiles::load(profiles)?;
+    if fuel.is_some() {
+        anyhow::ensure!(fuel != Some(0), "--fuel must be positive");
+        profiles.set_wasm_fuel(fuel);
+    }
     let sandbox = crucible_sandbox::ProcessSandbox::new(crucible_sandbox::SandboxConfig::default())
         .context("cannot set up the process sandbox")?;
     Ok(crucible_judge::Judge::new(sandbox, profiles, options))

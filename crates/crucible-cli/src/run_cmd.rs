@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Language profile (see `crucible languages`).
+    /// Language profile: python, c, cpp, rust, javascript (see `crucible languages`).
     #[arg(long)]
     lang: String,
     /// File to give the program as stdin (default: empty).
@@ -17,6 +17,10 @@ pub struct RunArgs {
     /// Memory limit in MiB.
     #[arg(long)]
     memory_limit: Option<u64>,
+    /// Fuel budget per run for wasm languages (instructions; replaces the budget derived
+    /// from the time limit).
+    #[arg(long)]
+    fuel: Option<u64>,
     /// Print one JSON object instead of the program's output.
     #[arg(long)]
     json: bool,
@@ -36,7 +40,9 @@ pub fn run(args: RunArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
         None => Vec::new(),
     };
-    let judge = crate::make_judge(profiles, Default::default())?;
+    let mut judge = crate::make_judge(profiles, Default::default(), args.fuel)?;
+    // One program: a fresh sandbox starts sooner than a fork server's zygote would.
+    judge.set_fork_server(false);
     let profile = judge.profiles().get(&args.lang)?;
     let limits = crate::limits_from_flags(profile.limits, args.time_limit, args.memory_limit)?;
     let report = judge.run_source(&args.lang, &source, &stdin, Some(limits))?;

@@ -97,6 +97,7 @@ pub fn run(args: ServeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
             reward: config.default_reward,
             limits: None,
         },
+        None,
     )?;
     let state = AppState::new(Arc::new(judge), config, datasets)?;
 

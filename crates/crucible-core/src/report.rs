@@ -23,6 +23,10 @@ pub struct RunReport {
     /// Why the sandbox failed, for `sandbox_error`; or which limit ended the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// WebAssembly instructions the run consumed (wasm backend only): the same program,
+    /// input and budget give the same number on every run and every machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
 }
 
 impl RunReport {
@@ -40,6 +44,7 @@ impl RunReport {
             wall_ms: 0,
             memory_kb: 0,
             message: Some(message.into()),
+            fuel_used: None,
         }
     }
 }
@@ -56,6 +61,30 @@ pub struct TestOutcome {
     pub cpu_ms: u64,
     pub wall_ms: u64,
     pub memory_kb: u64,
+    /// A partial score in [0, 1] printed by a checker, when it printed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+/// How the program of a compiled-language submission was built: compiled once, then run
+/// for every test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompileInfo {
+    /// True when the artifact (or the compile error) came from the compile cache.
+    pub cached: bool,
+    /// How many times the compiler ran for this judgement: 0 on a cache hit, 1 on a miss,
+    /// whatever the number of tests.
+    pub compiles: u32,
+    /// How many test runs used the one artifact.
+    pub runs: usize,
+    /// The cache key: SHA-256 (hex) of language, toolchain version, flags and source.
+    pub key: String,
+    /// CPU and wall time of the compiler run (0 on a cache hit).
+    pub cpu_ms: u64,
+    pub wall_ms: u64,
+    /// Compiler runs for the problem's checker programs caused by this judgement.
+    #[serde(default)]
+    pub checker_compiles: u32,
 }
 
 /// The result of judging one submission.
@@ -79,6 +108,13 @@ pub struct Report {
     /// What went wrong, for sandbox_error and compile_error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Sum of the runs' fuel (wasm backend only; see [`RunReport::fuel_used`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    /// For compiled languages: whether the compile was a cache hit, and how often the
+    /// compiler ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<CompileInfo>,
 }
 
 impl Report {
@@ -103,6 +139,8 @@ impl Report {
             wall_ms: 0,
             memory_kb: 0,
             message: Some(message.into()),
+            fuel_used: None,
+            compile: None,
         }
     }
 

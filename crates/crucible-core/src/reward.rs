@@ -141,6 +141,8 @@ mod tests {
             wall_ms: 0,
             memory_kb: 0,
             message: None,
+            fuel_used: None,
+            compile: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The dataset kinds, the loader entry point, and what every problem loader shares.
 
+use crate::contest::ProblemsLoad;
 use crate::error::{DatasetError, Pos, UnknownDatasetKind};
 use crate::fields::Fields;
 use crate::read::records;
@@ -22,26 +23,47 @@ pub enum DatasetKind {
     MbppSanitized,
     /// Crucible's own format: one `crucible_core::Problem` per line as its serde JSON.
     Crucible,
+    /// APPS / TACO rows (`input_output` JSON string with `inputs`, `outputs`, `fn_name`).
+    Apps,
+    /// DeepMind CodeContests rows (public, private and generated tests).
+    CodeContests,
+    /// LiveCodeBench code-generation rows (stdin and functional test cases).
+    LiveCodeBench,
 }
 
 impl DatasetKind {
     /// Every kind, in the order they are listed in help texts.
-    pub const ALL: [DatasetKind; 4] = [
+    pub const ALL: [DatasetKind; 7] = [
         DatasetKind::HumanEval,
         DatasetKind::Mbpp,
         DatasetKind::MbppSanitized,
         DatasetKind::Crucible,
+        DatasetKind::Apps,
+        DatasetKind::CodeContests,
+        DatasetKind::LiveCodeBench,
     ];
 
-    /// The kind's name as accepted by `FromStr`: `humaneval`, `mbpp`, `mbpp-sanitized`
-    /// or `crucible`.
+    /// The kind's name as accepted by `FromStr`: `humaneval`, `mbpp`, `mbpp-sanitized`,
+    /// `crucible`, `apps`, `codecontests` or `livecodebench`.
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::HumanEval => "humaneval",
             DatasetKind::Mbpp => "mbpp",
             DatasetKind::MbppSanitized => "mbpp-sanitized",
             DatasetKind::Crucible => "crucible",
+            DatasetKind::Apps => "apps",
+            DatasetKind::CodeContests => "codecontests",
+            DatasetKind::LiveCodeBench => "livecodebench",
         }
+    }
+
+    /// True for the contest adapters, which report a bad record as that problem's
+    /// error and load the rest (see [`load_lenient`]).
+    pub fn is_lenient(self) -> bool {
+        matches!(
+            self,
+            DatasetKind::Apps | DatasetKind::CodeContests | DatasetKind::LiveCodeBench
+        )
     }
 }
 
@@ -71,12 +93,38 @@ impl FromStr for DatasetKind {
 /// because judging part of a broken dataset would report scores over a different problem
 /// set than the one asked for. For MBPP this leaves the challenge tests out; use
 /// [`crate::load_mbpp`] to include them.
+/// The contest kinds are read the same way here: their first bad record fails the load
+/// (use [`load_lenient`] to keep the rest).
 pub fn load(kind: DatasetKind, path: &Path) -> Result<Vec<Problem>, DatasetError> {
     match kind {
         DatasetKind::HumanEval => crate::load_humaneval(path),
         DatasetKind::Mbpp => crate::load_mbpp(path, false),
         DatasetKind::MbppSanitized => crate::load_mbpp_sanitized(path),
         DatasetKind::Crucible => crate::load_crucible(path),
+        DatasetKind::Apps | DatasetKind::CodeContests | DatasetKind::LiveCodeBench => {
+            let mut load = load_lenient(kind, path)?;
+            match load.errors.is_empty() {
+                true => Ok(load.problems),
+                false => Err(load.errors.swap_remove(0)),
+            }
+        }
+    }
+}
+
+/// Loads a `kind` file keeping what can be judged: for the contest adapters (APPS,
+/// CodeContests, LiveCodeBench) each bad record is returned as an error and the other
+/// problems load, since scraped contest data has a few malformed rows among thousands
+/// of good ones. The benchmark kinds keep [`load`]'s all-or-nothing rule (a broken
+/// benchmark file is not the benchmark), so their errors come back as `Err`.
+pub fn load_lenient(kind: DatasetKind, path: &Path) -> Result<ProblemsLoad, DatasetError> {
+    match kind {
+        DatasetKind::Apps => crate::load_apps(path),
+        DatasetKind::CodeContests => crate::load_codecontests(path),
+        DatasetKind::LiveCodeBench => crate::load_livecodebench(path),
+        strict => Ok(ProblemsLoad {
+            problems: load(strict, path)?,
+            errors: Vec::new(),
+        }),
     }
 }
 
@@ -127,7 +175,7 @@ mod tests {
             " HumanEval ".parse::<DatasetKind>().unwrap(),
             DatasetKind::HumanEval
         );
-        let e = "apps".parse::<DatasetKind>().unwrap_err();
+        let e = "apps2".parse::<DatasetKind>().unwrap_err();
         assert!(e.to_string().contains("mbpp-sanitized"), "{e}");
     }
 }

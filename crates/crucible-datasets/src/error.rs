@@ -91,7 +91,7 @@ impl fmt::Display for DatasetError {
 
 /// A dataset kind name that [`crate::DatasetKind`]'s `FromStr` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown dataset kind {0:?} (expected one of: humaneval, mbpp, mbpp-sanitized, crucible)")]
+#[error("unknown dataset kind {0:?} (expected one of: humaneval, mbpp, mbpp-sanitized, crucible, apps, codecontests, livecodebench)")]
 pub struct UnknownDatasetKind(pub String);
 
 #[cfg(test)]

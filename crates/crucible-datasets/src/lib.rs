@@ -7,6 +7,9 @@
 //! | `mbpp` | `mbpp.jsonl` | [`load_mbpp`] |
 //! | `mbpp-sanitized` | `sanitized-mbpp.json` | [`load_mbpp_sanitized`] |
 //! | `crucible` | `*.jsonl` of `Problem` JSON | [`load_crucible`] |
+//! | `apps` | APPS / TACO rows | [`load_apps`] |
+//! | `codecontests` | CodeContests rows | [`load_codecontests`] |
+//! | `livecodebench` | LiveCodeBench code-generation rows | [`load_livecodebench`] |
 //!
 //! Every file may be gzip-compressed (detected by its magic bytes or a `.gz` name). Files
 //! are JSONL, blank lines allowed; the two MBPP loaders also take one JSON array of
@@ -19,18 +22,27 @@
 
 #![warn(missing_docs)]
 
+mod apps;
+mod codecontests;
+mod contest;
 mod dataset;
 mod error;
 mod fields;
 mod humaneval;
+mod livecodebench;
 mod mbpp;
 mod native;
+mod pyliteral;
 mod read;
 mod samples;
 
-pub use dataset::{load, DatasetKind};
+pub use apps::{load_apps, APPS_STDIO_COMPARATOR};
+pub use codecontests::{load_codecontests, load_codecontests_solutions, TEST_GROUPS};
+pub use contest::ProblemsLoad;
+pub use dataset::{load, load_lenient, DatasetKind};
 pub use error::{DatasetError, UnknownDatasetKind};
 pub use humaneval::load_humaneval;
+pub use livecodebench::load_livecodebench;
 pub use mbpp::{load_mbpp, load_mbpp_sanitized};
 pub use native::load_crucible;
 pub use samples::{canonical_submissions, load_samples, load_samples_checked, SamplesLoad};

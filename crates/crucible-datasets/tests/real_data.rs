@@ -122,6 +122,8 @@ fn smoke_set_covers_every_test_kind() {
                 Comparator::Line => "stdio line",
                 Comparator::Token => "stdio token",
                 Comparator::Float { .. } => "stdio float",
+                Comparator::Preset { .. } => "stdio preset",
+                Comparator::Checker { .. } => "stdio checker",
             },
             TestCase::Call { atol: Some(_), .. } => "call atol",
             TestCase::Call { atol: None, .. } => "call",

@@ -1,5 +1,7 @@
 # Crucible's in-sandbox Python harness. The judge writes this file, the program
-# (solution.py) and, in "tests" mode, a spec (tests.json) into the work dir.
+# (solution.py) and, in "tests" mode, a spec (tests.json) into the work dir. It runs as
+# a script (python3 harness.py MODE ...) in a fresh sandbox, or is imported once by a
+# fork server's zygote, whose children call main() with the same sys.argv.
 #
 #   harness.py stdio           run solution.py as __main__ (stdio tests)
 #   harness.py tests SPEC      run solution.py, then each call/assert test, and emit one
@@ -61,44 +63,52 @@ def _guard_eq(left, right, negate):
     return bool(result)
 
 
-def _eq_guard():
-    class _EqGuard(ast.NodeTransformer):
-        def visit_Assert(self, node):
-            self.generic_visit(node)
-            node.test = self._rewrite(node.test)
-            return node
+def _guard_test(expr):
+    # `a == b` and `a != b` (alone, or as an operand of and/or) become
+    # __crucible_guard_eq__(a, b, negate). The new nodes take the comparison's source
+    # location, so tracebacks point where they did.
+    if (
+        isinstance(expr, ast.Compare)
+        and len(expr.ops) == 1
+        and isinstance(expr.ops[0], (ast.Eq, ast.NotEq))
+    ):
+        func = ast.copy_location(ast.Name(id="__crucible_guard_eq__", ctx=ast.Load()), expr)
+        negate = ast.copy_location(ast.Constant(isinstance(expr.ops[0], ast.NotEq)), expr)
+        call = ast.Call(func=func, args=[expr.left, expr.comparators[0], negate], keywords=[])
+        return ast.copy_location(call, expr)
+    if isinstance(expr, ast.BoolOp):
+        expr.values = [_guard_test(v) for v in expr.values]
+    return expr
 
-        def _rewrite(self, expr):
+
+def _asserts(stmts):
+    # Every assert statement in `stmts`, at any depth. An assert is a statement, so it
+    # can only sit in a list of statements (a body, an else, a handler, a match case):
+    # searching those finds the same asserts as a walk of the whole tree, without
+    # visiting expressions (a test's literal data can be thousands of nodes).
+    for stmt in stmts:
+        if isinstance(stmt, ast.Assert):
+            yield stmt
+            continue
+        for _name, value in ast.iter_fields(stmt):
             if (
-                isinstance(expr, ast.Compare)
-                and len(expr.ops) == 1
-                and isinstance(expr.ops[0], (ast.Eq, ast.NotEq))
+                isinstance(value, list)
+                and value
+                and isinstance(value[0], (ast.stmt, ast.excepthandler, ast.match_case))
             ):
-                call = ast.Call(
-                    func=ast.Name(id="__crucible_guard_eq__", ctx=ast.Load()),
-                    args=[
-                        expr.left,
-                        expr.comparators[0],
-                        ast.Constant(isinstance(expr.ops[0], ast.NotEq)),
-                    ],
-                    keywords=[],
-                )
-                return ast.copy_location(call, expr)
-            if isinstance(expr, ast.BoolOp):
-                expr.values = [self._rewrite(v) for v in expr.values]
-            return expr
-
-    return _EqGuard()
+                yield from _asserts(value)
 
 
 def _compile_stmts(stmts, name):
-    module = ast.Module(body=stmts, type_ignores=[])
-    module = ast.fix_missing_locations(_eq_guard().visit(module))
-    return compile(module, name, "exec")
+    # Rewrites the test of every assert in place, then compiles. Every new node is
+    # located in _guard_test, so no fix_missing_locations pass is needed.
+    for node in list(_asserts(stmts)):
+        node.test = _guard_test(node.test)
+    return compile(ast.Module(body=stmts, type_ignores=[]), name, "exec")
 
 
 def _has_assert(stmt):
-    return any(isinstance(n, ast.Assert) for n in ast.walk(stmt))
+    return next(_asserts([stmt]), None) is not None
 
 
 def _to_json(value):
@@ -281,4 +291,5 @@ def main():
         sys.exit(2)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,14 @@ pub fn compare_stdout(cmp: &Comparator, actual: &str, expected: &str) -> Result<
         }
         Comparator::Token => compare_tokens(actual, expected, None),
         Comparator::Float { abs, rel } => compare_tokens(actual, expected, Some((abs, rel))),
+        Comparator::Preset { ref name, atol } => match name.parse::<crate::ParityPreset>() {
+            Ok(p) => p.compare(actual, expected, atol),
+            Err(e) => Err(e.to_string()),
+        },
+        // A checker is a program: the judge runs it in the sandbox (see checker.rs).
+        Comparator::Checker { .. } => {
+            Err("a checker comparator is run by the judge, not compared as text".into())
+        }
     }
 }
 

@@ -1,19 +1,28 @@
-use crate::compare::{compare_stdout, json_matches};
+use crate::compare::json_matches;
+use crate::compile::CompileCache;
 use crate::profile::PYTHON_HARNESS;
 use crate::{JudgeError, LanguageProfile, Profiles};
 use crucible_core::{
     Limits, Problem, Report, RewardSpec, RunReport, RunStatus, Submission, TestCase, TestOutcome,
     Verdict,
 };
-use crucible_sandbox::{ProcessSandbox, RunSpec};
+use crucible_sandbox::{
+    ExecRequest, ForkServer, ProcessSandbox, RunSpec, ZygoteSpec, PYTHON_ZYGOTE,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const SOURCE: &str = "solution.py";
 const HARNESS: &str = ".crucible_harness.py";
 const SPEC: &str = ".crucible_tests.json";
+/// The fork server's zygote script, in the zygote's own work dir.
+const ZYGOTE: &str = ".crucible_zygote.py";
+/// Memory limit of a zygote's own cgroup (the interpreter with its preloaded modules).
+const ZYGOTE_MEMORY: u64 = 256 << 20;
+/// Most zygotes a language's fork server starts (each on first demand), unless set.
+const DEFAULT_FORK_SLOTS: usize = 64;
 /// Exit code the harness uses when the program does not compile in stdio mode.
 const STDIO_COMPILE_ERROR: i32 = 97;
 /// Longest failure message kept in a test outcome.
@@ -36,20 +45,145 @@ pub struct Job {
 }
 
 /// Runs submissions' tests in the sandbox and turns the runs into reports.
+///
+/// Languages whose profile says `fork_server = true` (Python) run through a
+/// [`ForkServer`] by default: started on first use, with as many zygotes as runs at once
+/// (up to [`Judge::set_fork_server_slots`]). Where a fork server cannot run (no root,
+/// no cgroups), the judge warns once and runs each program in a fresh sandbox.
 pub struct Judge {
     sandbox: ProcessSandbox,
     profiles: Profiles,
     options: JudgeOptions,
+    compile_cache: CompileCache,
+    fork_enabled: bool,
+    fork_slots: usize,
+    /// Per language with `fork_server = true`: its server once started (None when it
+    /// could not start).
+    forks: HashMap<String, OnceLock<Option<ForkServer>>>,
 }
 
 impl Judge {
     /// A judge over `sandbox` with the languages in `profiles`.
     pub fn new(sandbox: ProcessSandbox, profiles: Profiles, options: JudgeOptions) -> Judge {
+        let forks = profiles
+            .iter()
+            .filter(|p| p.fork_server)
+            .map(|p| (p.name.clone(), OnceLock::new()))
+            .collect();
         Judge {
             sandbox,
             profiles,
             options,
+            compile_cache: CompileCache::from_env(),
+            fork_enabled: true,
+            fork_slots: DEFAULT_FORK_SLOTS,
+            forks,
         }
+    }
+
+    /// Whether languages whose profile asks for a fork server use one (the default), or
+    /// every program runs in a fresh sandbox. Verdicts are the same either way.
+    pub fn set_fork_server(&mut self, enabled: bool) {
+        self.fork_enabled = enabled;
+    }
+
+    /// The most runs at once in one language's fork server (one zygote each, started on
+    /// demand); more wait for a free zygote. Set it to the judgements run at once.
+    pub fn set_fork_server_slots(&mut self, slots: usize) {
+        self.fork_slots = slots.max(1);
+    }
+
+    /// The fork server `language` runs in, started on first use; None when the language
+    /// does not use one, fork servers are off, or it could not start (then its programs
+    /// run in fresh sandboxes).
+    pub fn fork_server(&self, language: &str) -> Option<&ForkServer> {
+        let profile = self.profiles.get(language).ok()?;
+        self.fork_server_for(profile)
+    }
+
+    fn fork_server_for(&self, profile: &LanguageProfile) -> Option<&ForkServer> {
+        if !self.fork_enabled || !profile.fork_server || profile.wasm.is_some() {
+            return None;
+        }
+        let cell = self.forks.get(&profile.name)?;
+        cell.get_or_init(|| {
+            let preload = profile.preload.join(",");
+            let harness = format!("/work/{HARNESS}");
+            let spec = ZygoteSpec {
+                argv: profile.argv(
+                    &format!("/work/{ZYGOTE}"),
+                    &["--entry", &harness, "--preload", &preload],
+                ),
+                env: profile.env.clone(),
+                mounts: profile.mounts.clone(),
+                files: vec![
+                    (ZYGOTE.to_string(), PYTHON_ZYGOTE.as_bytes().to_vec()),
+                    (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
+                ],
+                memory_bytes: ZYGOTE_MEMORY,
+                slots: self.fork_slots,
+                // As many as there are cores start at once; more on demand.
+                warm: self
+                    .fork_slots
+                    .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            match ForkServer::with_sandbox(&self.sandbox, spec) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    tracing::warn!(
+                        language = %profile.name,
+                        error = %e,
+                        "no fork server; each program runs in a fresh sandbox"
+                    );
+                    None
+                }
+            }
+        })
+        .as_ref()
+    }
+
+    /// Runs the harness with `args` over `files`: in the language's fork server when it
+    /// has one, else in a fresh sandbox (process or wasm, as the profile says). The work
+    /// dir holds the same files either way.
+    fn execute(
+        &self,
+        profile: &LanguageProfile,
+        args: &[&str],
+        files: Vec<(String, Vec<u8>)>,
+        stdin: &[u8],
+        limits: Limits,
+    ) -> RunReport {
+        let harness = format!("/work/{HARNESS}");
+        if let Some(server) = self.fork_server_for(profile) {
+            let mut argv = vec![harness];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            return server.run(&ExecRequest {
+                argv,
+                files,
+                stdin: stdin.to_vec(),
+                limits,
+            });
+        }
+        let spec = RunSpec {
+            argv: profile.argv(&harness, args),
+            env: profile.env.clone(),
+            files,
+            stdin: stdin.to_vec(),
+            limits,
+            mounts: profile.mounts.clone(),
+        };
+        crate::wasm::dispatch(&self.sandbox, profile, &spec)
+    }
+
+    /// The judge with `cache` as its compile cache (default: [`CompileCache::from_env`]).
+    pub fn with_compile_cache(mut self, cache: CompileCache) -> Judge {
+        self.compile_cache = cache;
+        self
+    }
+
+    /// The compile cache (its counters say how often the compiler ran).
+    pub fn compile_cache(&self) -> &CompileCache {
+        &self.compile_cache
     }
 
     /// The language profiles this judge knows.
@@ -92,6 +226,34 @@ impl Judge {
         self.validate(submission)?;
         let profile = self.profiles.get(&submission.language)?;
         let limits = self.limits(problem, profile);
+        // Every stdio test's comparison (preset, checker) is resolved first, so a broken
+        // problem is reported before anything runs.
+        let comparisons =
+            crate::checker::prepare(&self.sandbox, &self.compile_cache, &self.profiles, problem)?;
+        if let Some(tc) = &profile.compile {
+            let ctx = crate::compiled::Context {
+                sandbox: &self.sandbox,
+                cache: &self.compile_cache,
+                reward: &self.options.reward,
+            };
+            return crate::compiled::judge(
+                &ctx,
+                profile,
+                tc,
+                problem,
+                submission,
+                limits,
+                &comparisons,
+            );
+        }
+        if let Some(message) = comparisons.sandbox_error {
+            return Ok(Report::sandbox_error(
+                &submission.task_id,
+                submission.sample,
+                &submission.language,
+                message,
+            ));
+        }
         let program = problem.program(&submission.completion);
         let mut runs: Vec<RunReport> = Vec::new();
         let mut per_test: Vec<Vec<TestOutcome>> = vec![Vec::new(); problem.tests.len()];
@@ -112,21 +274,29 @@ impl Judge {
             if let TestCase::Stdio {
                 stdin,
                 expected_stdout,
-                comparator,
+                ..
             } = test
             {
                 let run = self.run_stdio(profile, &program, stdin.as_bytes(), limits);
-                let (verdict, msg) = match stdio_run_verdict(profile, &run) {
-                    Some(v) => v,
-                    None => match compare_stdout(comparator, &run.stdout, expected_stdout) {
-                        Ok(()) => (Verdict::Accepted, None),
-                        Err(why) => (Verdict::WrongAnswer, Some(why)),
-                    },
+                let (verdict, msg, score) = match stdio_run_verdict(profile, &run) {
+                    Some((v, m)) => (v, m, None),
+                    None => {
+                        let j = comparisons.judge_output(
+                            &self.sandbox,
+                            i,
+                            stdin,
+                            &run.stdout,
+                            expected_stdout,
+                        );
+                        (j.verdict, j.message, j.score)
+                    }
                 };
                 if verdict == Verdict::CompileError && message.is_none() {
                     message = msg.clone();
                 }
-                per_test[i].push(outcome(i.to_string(), verdict, msg, &run));
+                let mut o = outcome(i.to_string(), verdict, msg, &run);
+                o.score = score;
+                per_test[i].push(o);
                 runs.push(run);
             }
         }
@@ -158,6 +328,8 @@ impl Judge {
             wall_ms: runs.iter().map(|r| r.wall_ms).sum(),
             memory_kb: runs.iter().map(|r| r.memory_kb).max().unwrap_or(0),
             message,
+            fuel_used: runs.iter().filter_map(|r| r.fuel_used).reduce(|a, b| a + b),
+            compile: None,
         };
         report.reward = self.options.reward.reward(&report);
         Ok(report)
@@ -174,6 +346,17 @@ impl Judge {
     ) -> Result<RunReport, JudgeError> {
         let profile = self.profiles.get(language)?;
         let limits = limits.or(self.options.limits).unwrap_or(profile.limits);
+        if let Some(tc) = &profile.compile {
+            return Ok(crate::compiled::run_source(
+                &self.sandbox,
+                &self.compile_cache,
+                profile,
+                tc,
+                source,
+                stdin,
+                limits,
+            ));
+        }
         let mut run = self.run_stdio(profile, source, stdin, limits);
         if let Some((verdict, _)) = stdio_run_verdict(profile, &run) {
             run.status = match verdict {
@@ -192,18 +375,11 @@ impl Judge {
         stdin: &[u8],
         limits: Limits,
     ) -> RunReport {
-        let spec = RunSpec {
-            argv: profile.argv(&format!("/work/{HARNESS}"), &["stdio"]),
-            env: profile.env.clone(),
-            files: vec![
-                (SOURCE.to_string(), program.as_bytes().to_vec()),
-                (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-            ],
-            stdin: stdin.to_vec(),
-            limits,
-            mounts: profile.mounts.clone(),
-        };
-        self.sandbox.run(&spec)
+        let files = vec![
+            (SOURCE.to_string(), program.as_bytes().to_vec()),
+            (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
+        ];
+        self.execute(profile, &["stdio"], files, stdin, limits)
     }
 
     /// Runs every call and assert test of a submission in one sandboxed harness run.
@@ -231,22 +407,13 @@ impl Judge {
         let spec_json = serde_json::json!({
             "nonce": nonce, "setup": problem.test_setup, "tests": tests,
         });
-        let spec = RunSpec {
-            argv: profile.argv(
-                &format!("/work/{HARNESS}"),
-                &["tests", &format!("/work/{SPEC}")],
-            ),
-            env: profile.env.clone(),
-            files: vec![
-                (SOURCE.to_string(), program.as_bytes().to_vec()),
-                (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-                (SPEC.to_string(), spec_json.to_string().into_bytes()),
-            ],
-            stdin: Vec::new(),
-            limits,
-            mounts: profile.mounts.clone(),
-        };
-        let run = self.sandbox.run(&spec);
+        let files = vec![
+            (SOURCE.to_string(), program.as_bytes().to_vec()),
+            (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
+            (SPEC.to_string(), spec_json.to_string().into_bytes()),
+        ];
+        let spec_path = format!("/work/{SPEC}");
+        let run = self.execute(profile, &["tests", &spec_path], files, &[], limits);
         interpret_harness(profile, problem, indices, &nonce, run)
     }
 }
@@ -390,6 +557,7 @@ fn interpret_harness(
                     cpu_ms: 0,
                     wall_ms: 0,
                     memory_kb: run.memory_kb,
+                    score: None,
                 },
             };
             list.push(o);
@@ -446,6 +614,7 @@ fn record_outcome(
         cpu_ms: rec.cpu_ms,
         wall_ms: rec.wall_ms,
         memory_kb: run.memory_kb,
+        score: None,
     }
 }
 
@@ -540,6 +709,7 @@ fn outcome(id: String, verdict: Verdict, message: Option<String>, run: &RunRepor
         cpu_ms: run.cpu_ms,
         wall_ms: run.wall_ms,
         memory_kb: run.memory_kb,
+        score: None,
     }
 }
 

@@ -6,10 +6,44 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The profiles shipped in sandboxes/, built into the binary so it runs from anywhere.
-const BUILTIN: &[(&str, &str)] = &[(
-    "sandboxes/python.toml",
-    include_str!("../../../sandboxes/python.toml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "sandboxes/python.toml",
+        include_str!("../../../sandboxes/python.toml"),
+    ),
+    (
+        "sandboxes/c.toml",
+        include_str!("../../../sandboxes/c.toml"),
+    ),
+    (
+        "sandboxes/cpp.toml",
+        include_str!("../../../sandboxes/cpp.toml"),
+    ),
+    (
+        "sandboxes/rust.toml",
+        include_str!("../../../sandboxes/rust.toml"),
+    ),
+    (
+        "sandboxes/javascript.toml",
+        include_str!("../../../sandboxes/javascript.toml"),
+    ),
+    (
+        "sandboxes/python-wasm.toml",
+        include_str!("../../../sandboxes/python-wasm.toml"),
+    ),
+    (
+        "sandboxes/javascript-wasm.toml",
+        include_str!("../../../sandboxes/javascript-wasm.toml"),
+    ),
+    (
+        "sandboxes/c-wasm.toml",
+        include_str!("../../../sandboxes/c-wasm.toml"),
+    ),
+    (
+        "sandboxes/cpp-wasm.toml",
+        include_str!("../../../sandboxes/cpp-wasm.toml"),
+    ),
+];
 
 /// The in-sandbox harness for Python programs.
 pub(crate) const PYTHON_HARNESS: &str = include_str!("../harness/python.py");
@@ -28,10 +62,25 @@ struct ProfileFile {
     mounts: Vec<String>,
     #[serde(default)]
     memory_errors: Vec<String>,
+    /// Run programs through a fork server (Python only).
+    #[serde(default)]
+    fork_server: bool,
+    /// Modules the fork server's zygote imports ahead.
+    #[serde(default)]
+    preload: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
     limits: Limits,
+    /// For compiled languages: how a submission is compiled once before its tests.
+    #[serde(default)]
+    compile: Option<crate::compile::CompileFile>,
+    /// Which sandbox runs the programs (`process`, the default, or `wasm`).
+    #[serde(default)]
+    backend: crate::wasm::Backend,
+    /// The wasm guest and fuel settings, for `backend = "wasm"`.
+    #[serde(default)]
+    wasm: Option<crate::wasm::WasmFile>,
 }
 
 /// A language profile resolved against this machine: a real interpreter, its mounts.
@@ -53,6 +102,18 @@ pub struct LanguageProfile {
     pub memory_errors: Vec<String>,
     /// Default limits for a run.
     pub limits: Limits,
+    /// For compiled languages, the resolved compile step (`[compile]` in the profile).
+    pub compile: Option<crate::compile::Toolchain>,
+    /// Which sandbox runs the programs.
+    pub backend: crate::wasm::Backend,
+    /// For `backend = "wasm"`: the guest and its fuel settings.
+    pub wasm: Option<crate::wasm::WasmProfile>,
+    /// Whether runs go through a fork server (a warm interpreter forking one child per
+    /// run) unless the judge is told otherwise. Python profiles on the process backend
+    /// only: the zygote and the harness are Python.
+    pub fork_server: bool,
+    /// Modules the fork server's zygote imports before it forks.
+    pub preload: Vec<String>,
     run: Vec<String>,
 }
 
@@ -83,7 +144,7 @@ impl LanguageProfile {
         let mut tried = Vec::new();
         let mut found = None;
         for candidate in &file.interpreters {
-            match real_interpreter(candidate, &file.probe) {
+            match real_interpreter(&crate::wasm::expand(candidate), &file.probe) {
                 Ok(r) => {
                     found = Some(r);
                     break;
@@ -91,12 +152,32 @@ impl LanguageProfile {
                 Err(why) => tried.push(format!("{candidate}: {why}")),
             }
         }
-        let Some(probed) = found else {
+        let Some(mut probed) = found else {
             return Err(JudgeError::Unavailable {
                 name: file.name,
                 reason: format!("no interpreter found ({})", tried.join("; ")),
             });
         };
+        let toolchain = match &file.compile {
+            Some(c) => Some(crate::compile::Toolchain::resolve(
+                &file.name,
+                c,
+                &file.interpreters,
+                &probed.executable,
+                &file.env,
+                origin,
+            )?),
+            None => None,
+        };
+        // A compiled program runs without the toolchain's main program: the compiler is
+        // what the profile stands for then.
+        let uses_interpreter = file.run.iter().any(|a| a.contains("{interpreter}"));
+        if let Some(t) = &toolchain {
+            if !uses_interpreter {
+                probed.executable = t.compiler.clone();
+            }
+            probed.version = probed.version.or_else(|| Some(t.version.clone()));
+        }
         let mut mounts: Vec<PathBuf> = Vec::new();
         for m in &file.mounts {
             let path = PathBuf::from(m.replace("{prefix}", &probed.prefix.to_string_lossy()));
@@ -106,7 +187,7 @@ impl LanguageProfile {
             }
         }
         // The interpreter itself must be visible, whatever the profile lists.
-        if !mounts.iter().any(|p| probed.executable.starts_with(p)) {
+        if uses_interpreter && !mounts.iter().any(|p| probed.executable.starts_with(p)) {
             return Err(err(format!(
                 "interpreter {} lies outside every mount",
                 probed.executable.display()
@@ -115,6 +196,13 @@ impl LanguageProfile {
         let display = match &probed.version {
             Some(v) => format!("{} {v}", file.display),
             None => file.display.clone(),
+        };
+        let wasm = match (file.backend, file.wasm) {
+            (crate::wasm::Backend::Wasm, Some(w)) => {
+                Some(w.resolve(&file.name, origin, toolchain.is_some())?)
+            }
+            (crate::wasm::Backend::Process, None) => None,
+            _ => return Err(err("`backend = \"wasm\"` and `[wasm]` go together".into())),
         };
         Ok(LanguageProfile {
             name: file.name,
@@ -125,6 +213,11 @@ impl LanguageProfile {
             env: file.env.into_iter().collect(),
             memory_errors: file.memory_errors,
             limits: file.limits,
+            compile: toolchain,
+            backend: file.backend,
+            wasm,
+            fork_server: file.fork_server,
+            preload: file.preload,
             run: file.run,
         })
     }
@@ -261,6 +354,14 @@ impl Profiles {
     pub fn iter(&self) -> impl Iterator<Item = &LanguageProfile> {
         self.profiles.values()
     }
+
+    /// Gives every wasm profile a fixed fuel budget per run (`--fuel`), or back the one
+    /// derived from its time limit (`None`).
+    pub fn set_wasm_fuel(&mut self, fuel: Option<u64>) {
+        for w in self.profiles.values_mut().filter_map(|p| p.wasm.as_mut()) {
+            w.fuel = fuel;
+        }
+    }
 }
 
 fn parse(path: &Path, text: &str) -> Result<ProfileFile, JudgeError> {
@@ -289,6 +390,8 @@ mod tests {
             .iter()
             .any(|(k, v)| k == "PYTHONHASHSEED" && v == "0"));
         assert!(py.mounts.iter().any(|m| py.interpreter.starts_with(m)));
+        assert!(py.fork_server, "python uses the fork server by default");
+        assert!(py.preload.iter().any(|m| m == "collections"));
         let argv = py.argv("/work/x.py", &["a"]);
         assert_eq!(argv[0], py.interpreter.to_string_lossy());
         assert_eq!(argv.last().unwrap(), "a");

@@ -7,6 +7,15 @@
 //! cgroup per run (v2, else v1, else none); no_new_privs and a seccomp filter. The whole
 //! process tree is killed and reaped at the limit, and nothing outlives a run.
 //!
+//! [`ForkServer`] runs interpreted programs (Python) with the same isolation at the cost
+//! of a fork: per worker slot, a warm interpreter inside such a sandbox (the zygote)
+//! forks one child per execution, which gets a fresh IPC namespace and tmpfs work dir,
+//! the program's uid with no capabilities, rlimits, the program seccomp filter and a
+//! per-execution cgroup, and everything it leaves is killed at its end.
+//!
+//! [`WasmSandbox`] (feature `wasm`, on by default) runs WebAssembly modules in wasmtime
+//! with fuel-metered, deterministic limits; see [`wasm`].
+//!
 //! ```no_run
 //! use crucible_sandbox::{ProcessSandbox, RunSpec, SandboxConfig};
 //! let sandbox = ProcessSandbox::new(SandboxConfig::default())?;
@@ -23,5 +32,12 @@
 //! ```
 
 mod process;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
-pub use process::{CgroupMode, ProcessSandbox, RunSpec, SandboxConfig, SandboxError};
+pub use process::{
+    CgroupMode, ExecRequest, ForkServer, ProcessSandbox, RunSpec, SandboxConfig, SandboxError,
+    ZygoteSpec, PYTHON_ZYGOTE,
+};
+#[cfg(feature = "wasm")]
+pub use wasm::{SnapshotSpec, WasmConfig, WasmError, WasmModule, WasmRunSpec, WasmSandbox};

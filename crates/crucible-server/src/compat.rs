@@ -572,6 +572,7 @@ mod tests {
             wall_ms: 1500,
             memory_kb: 900,
             message: None,
+            fuel_used: None,
         }
     }
 

@@ -156,7 +156,7 @@ pub(crate) fn remove_cgroup_dir(p: &Path) -> io::Result<()> {
 }
 
 /// The parent cgroups runs are created under.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum CgroupHost {
     V2 {
         parent: PathBuf,
@@ -425,6 +425,300 @@ impl RunCgroup {
                 }
             }
         }
+    }
+}
+
+/// Reads a number from an already open cgroup file (from its start).
+fn read_open_number(f: &fs::File) -> Option<u64> {
+    parse_number(&read_open(f)?)
+}
+
+/// Reads an already open cgroup file from its start (kernfs regenerates the text).
+fn read_open(f: &fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok().map(str::to_string)
+}
+
+/// Writes a value to an already open cgroup file.
+fn write_open(f: &fs::File, value: &str) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_at(value.as_bytes(), 0).map(|_| ())
+}
+
+/// The files of an exec cgroup that are used for every execution, opened once.
+#[derive(Debug)]
+struct ExecFiles {
+    /// v1 memory.max_usage_in_bytes; v2 memory.peak (reset per open file, Linux 6.12+).
+    peak: fs::File,
+    /// v1 memory.failcnt (reset with the peak).
+    failcnt: Option<fs::File>,
+    /// v1 memory.oom_control; v2 memory.events.
+    oom: fs::File,
+    /// v1 cpuacct.usage; v2 cpu.stat.
+    cpu: Option<fs::File>,
+    pids_current: fs::File,
+    /// v1 memory.usage_in_bytes; v2 memory.current.
+    usage: fs::File,
+}
+
+/// A cgroup reused by every execution of a fork-server slot: limits are changed only
+/// when they differ, and counters are reset (or baselined, where the kernel cannot
+/// reset them) at the start of each execution.
+#[derive(Debug)]
+pub(crate) struct ExecCgroup {
+    cg: RunCgroup,
+    files: ExecFiles,
+    /// The memory and pids limits in force.
+    limits: (u64, u64),
+    /// Counters at the start of the execution (OOM kills; v2 CPU nanoseconds).
+    base_oom: u64,
+    base_cpu_ns: u64,
+    /// v2: whether memory.peak could be reset for this execution.
+    peak_reset: bool,
+}
+
+impl ExecCgroup {
+    /// Creates the cgroup(s) `name` under `host` (None in mode None).
+    pub(crate) fn create(host: &CgroupHost, name: &str) -> io::Result<Option<ExecCgroup>> {
+        let limits = (512 << 20, 64);
+        let Some(cg) = host.create_run(name, limits.0, limits.1)? else {
+            return Ok(None);
+        };
+        let open = |p: PathBuf, write: bool| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", p.display())))
+        };
+        let d = cg.dirs[0].clone();
+        let files = match cg.kind {
+            Kind::V1 => ExecFiles {
+                peak: open(d.join("memory.max_usage_in_bytes"), true)?,
+                failcnt: Some(open(d.join("memory.failcnt"), true)?),
+                oom: open(d.join("memory.oom_control"), false)?,
+                cpu: match cg.dirs.get(2) {
+                    Some(c) => Some(open(c.join("cpuacct.usage"), true)?),
+                    None => None,
+                },
+                pids_current: open(cg.dirs[1].join("pids.current"), false)?,
+                usage: open(d.join("memory.usage_in_bytes"), false)?,
+            },
+            Kind::V2 => ExecFiles {
+                peak: open(d.join("memory.peak"), true)?,
+                failcnt: None,
+                oom: open(d.join("memory.events"), false)?,
+                cpu: Some(open(d.join("cpu.stat"), false)?),
+                pids_current: open(d.join("pids.current"), false)?,
+                usage: open(d.join("memory.current"), false)?,
+            },
+        };
+        Ok(Some(ExecCgroup {
+            cg,
+            files,
+            limits,
+            base_oom: 0,
+            base_cpu_ns: 0,
+            peak_reset: false,
+        }))
+    }
+
+    /// The cgroup.procs file of each hierarchy, opened for writing by us: a process
+    /// holding these joins the cgroup by writing "0" to each. The kernel checks the
+    /// credentials the file was opened with (ours), so a zygote's child can move itself
+    /// in without any rights of its own over the cgroup.
+    pub(crate) fn procs_files(&self) -> io::Result<Vec<fs::File>> {
+        self.cg
+            .dirs
+            .iter()
+            .map(|d| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+            })
+            .collect()
+    }
+
+    /// Sets the memory and process limits, when they differ from those in force. v1's
+    /// memory+swap limit may never be under the memory limit, so the order of the two
+    /// writes depends on the direction.
+    pub(crate) fn set_limits(&mut self, memory_bytes: u64, pids: u64) -> io::Result<()> {
+        let (old_memory, old_pids) = self.limits;
+        if memory_bytes != old_memory {
+            let mem = memory_bytes.to_string();
+            let d = &self.cg.dirs[0];
+            match self.cg.kind {
+                Kind::V2 => write_file(&d.join("memory.max"), &mem)?,
+                Kind::V1 => {
+                    let memsw = d.join("memory.memsw.limit_in_bytes");
+                    let has_memsw = memsw.exists();
+                    if has_memsw && memory_bytes > old_memory {
+                        write_file(&memsw, &mem)?;
+                    }
+                    write_file(&d.join("memory.limit_in_bytes"), &mem)?;
+                    if has_memsw && memory_bytes <= old_memory {
+                        write_file(&memsw, &mem)?;
+                    }
+                }
+            }
+            self.limits.0 = memory_bytes;
+        }
+        if pids != old_pids {
+            write_file(&self.pids_dir().join("pids.max"), &pids.to_string())?;
+            self.limits.1 = pids;
+        }
+        Ok(())
+    }
+
+    fn pids_dir(&self) -> &Path {
+        match self.cg.kind {
+            Kind::V2 => &self.cg.dirs[0],
+            Kind::V1 => &self.cg.dirs[1],
+        }
+    }
+
+    /// Starts an execution: resets the peak-memory and CPU counters where the kernel
+    /// allows it and records the baselines of those it does not.
+    pub(crate) fn begin(&mut self) -> io::Result<()> {
+        match self.cg.kind {
+            Kind::V1 => {
+                write_open(&self.files.peak, "0")?;
+                if let Some(f) = &self.files.failcnt {
+                    write_open(f, "0")?;
+                }
+                if let Some(f) = &self.files.cpu {
+                    write_open(f, "0")?;
+                }
+                self.base_cpu_ns = 0;
+            }
+            Kind::V2 => {
+                self.peak_reset = write_open(&self.files.peak, "reset").is_ok();
+                self.base_cpu_ns = self.raw_cpu_ns().unwrap_or(0);
+            }
+        }
+        self.base_oom = self.oom_kill_count();
+        Ok(())
+    }
+
+    fn raw_cpu_ns(&self) -> Option<u64> {
+        let f = self.files.cpu.as_ref()?;
+        match self.cg.kind {
+            Kind::V1 => read_open_number(f),
+            Kind::V2 => keyed_value(&read_open(f)?, "usage_usec").map(|us| us.saturating_mul(1000)),
+        }
+    }
+
+    /// Whether CPU time is measured.
+    pub(crate) fn measures_cpu(&self) -> bool {
+        self.files.cpu.is_some()
+    }
+
+    /// CPU time used in this execution so far, in nanoseconds, where known.
+    pub(crate) fn cpu_ns(&self) -> Option<u64> {
+        self.raw_cpu_ns()
+            .map(|ns| ns.saturating_sub(self.base_cpu_ns))
+    }
+
+    fn oom_kill_count(&self) -> u64 {
+        read_open(&self.files.oom)
+            .and_then(|t| keyed_value(&t, "oom_kill"))
+            .unwrap_or(0)
+    }
+
+    /// Peak memory and OOM kills of this execution.
+    pub(crate) fn stats(&self) -> CgroupStats {
+        let peak_bytes = match self.cg.kind {
+            Kind::V1 => read_open_number(&self.files.peak),
+            Kind::V2 if self.peak_reset => read_open_number(&self.files.peak),
+            Kind::V2 => None,
+        };
+        CgroupStats {
+            peak_bytes,
+            oom_kills: self.oom_kill_count().saturating_sub(self.base_oom),
+        }
+    }
+
+    /// Tasks charged to the pids controller, zombies included: 0 means every process
+    /// of the execution has exited and been reaped.
+    pub(crate) fn pids_current(&self) -> Option<u64> {
+        read_open_number(&self.files.pids_current)
+    }
+
+    /// Memory still charged to the cgroup (page cache, kernel objects) in bytes.
+    pub(crate) fn usage_bytes(&self) -> Option<u64> {
+        read_open_number(&self.files.usage)
+    }
+
+    /// Asks the kernel to drop what an empty cgroup still has charged, so a later
+    /// execution starts from zero and cannot be pushed to its limit by an earlier one's
+    /// caches.
+    pub(crate) fn reclaim(&self) {
+        let d = &self.cg.dirs[0];
+        let r = match self.cg.kind {
+            Kind::V1 => write_file(&d.join("memory.force_empty"), "0"),
+            Kind::V2 => write_file(&d.join("memory.reclaim"), "1G"),
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "reclaiming an exec cgroup");
+        }
+    }
+
+    /// Process ids (in our pid namespace) of the cgroup's members.
+    fn procs(&self) -> Vec<i32> {
+        read_to_string(&self.pids_dir().join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// SIGKILLs every process in the cgroup, once. Safe against pid reuse: v2 kills
+    /// through cgroup.kill; v1 pins each listed pid with a pidfd and signals it only if
+    /// that pid is still listed afterwards (so the pidfd is a member, or already dead).
+    pub(crate) fn kill_all(&self) {
+        if self.cg.kind == Kind::V2 && write_file(&self.cg.dirs[0].join("cgroup.kill"), "1").is_ok()
+        {
+            return;
+        }
+        let listed = self.procs();
+        if listed.is_empty() {
+            return;
+        }
+        let pinned: Vec<(i32, Option<std::os::fd::OwnedFd>)> =
+            listed.iter().map(|&p| (p, pidfd_open(p))).collect();
+        let still = self.procs();
+        for (pid, fd) in pinned {
+            if let Some(fd) = fd {
+                if still.contains(&pid) {
+                    pidfd_kill(&fd);
+                }
+            }
+        }
+    }
+}
+
+/// pidfd_open(2), or None when the process is gone.
+pub(crate) fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain syscall; a returned descriptor is ours to own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// SIGKILL through a pidfd; a process that is already gone is not an error.
+pub(crate) fn pidfd_kill(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal on a pidfd we own cannot reach a recycled pid.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        );
     }
 }
 

@@ -225,8 +225,10 @@ pub(crate) struct ChildPlan {
     pub stdin_fd: RawFd,
     pub stdout_w: RawFd,
     pub stderr_w: RawFd,
-    /// The five descriptors above, sorted: the init closes everything else.
-    pub keep_fds: [RawFd; 5],
+    /// Descriptors that become the program's fds 3, 4, ... (at most [`MAX_EXTRA_FDS`]).
+    pub extra_fds: Vec<RawFd>,
+    /// Every descriptor above, sorted: the init closes everything else.
+    pub keep_fds: Vec<RawFd>,
     /// Absolute host path the root tmpfs is mounted on.
     pub scratch: CString,
     pub root_tmpfs_options: CString,
@@ -241,6 +243,11 @@ pub(crate) struct ChildPlan {
     /// The program stays uid 0 inside (unprivileged parent, single-id map): lock the
     /// securebits so uid 0 never regains capabilities.
     pub lock_securebits: bool,
+    /// None: the program drops every capability (the normal case). Some(mask): the
+    /// program is trusted sandbox code (a fork server's zygote) that stays root of the
+    /// namespace and keeps the capabilities in `mask` (bit n = capability n), only over
+    /// the sandbox's own namespaces.
+    pub keep_caps: Option<u64>,
     /// Directories to create in /work before the files, parents first.
     pub file_dirs: Vec<CString>,
     pub files: Vec<(CString, Vec<u8>)>,
@@ -255,6 +262,13 @@ pub(crate) struct ChildPlan {
     /// should the parent be gone and unable to enforce the deadline.
     pub backstop_ns: i64,
 }
+
+/// Most descriptors a program may get beyond stdin, stdout and stderr.
+pub(crate) const MAX_EXTRA_FDS: usize = 4;
+
+// The plan's raw pointers point into its own `_argv`/`_env`, which move with it, and the
+// child only reads them; nothing in it is tied to the thread that built it.
+unsafe impl Send for ChildPlan {}
 
 /// Reports a setup failure to the parent and exits.
 fn fail(report_fd: RawFd, stage: Stage, errno: i32, index: usize) -> ! {
@@ -479,6 +493,11 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
     sys::close(p.stdin_fd);
     sys::close(p.stdout_w);
     sys::close(p.stderr_w);
+    // The program's extra descriptors (a fork server's control socket) must not stay
+    // open here, or their other end would never see EOF when the program dies.
+    for &fd in &p.extra_fds {
+        sys::close(fd);
+    }
 
     // Reap everything (orphans get reparented to us) until the program itself exits or
     // the parent asks us to stop.
@@ -545,8 +564,10 @@ pub(crate) unsafe fn init_main(p: &ChildPlan) -> ! {
 
 /// The program process (pid 2): drop privileges, set up stdio and limits, exec.
 unsafe fn program_main(p: &ChildPlan) -> ! {
-    // Move the report pipe above the stdio numbers so the dup2s below cannot clobber it.
-    let rep = match sys::dup_cloexec_above(p.report_w, 3) {
+    // Move the report pipe above the numbers the program's descriptors get, so the
+    // dup2s below cannot clobber it.
+    let floor = 3 + p.extra_fds.len().min(MAX_EXTRA_FDS) as c_int;
+    let rep = match sys::dup_cloexec_above(p.report_w, floor) {
         Ok(fd) => fd,
         Err(e) => fail(p.report_w, Stage::Stdio, e, 0),
     };
@@ -568,6 +589,77 @@ unsafe fn program_main(p: &ChildPlan) -> ! {
         fail(rep, Stage::ChdirWork, e, 0);
     }
 
+    match p.keep_caps {
+        None => drop_privileges(p, rep),
+        Some(mask) => keep_root(p, rep, mask),
+    }
+
+    // The program's files, written as the program's user so it owns them.
+    for (i, d) in p.file_dirs.iter().enumerate() {
+        match sys::mkdir(d.as_ptr(), 0o755) {
+            Ok(()) | Err(libc::EEXIST) => {}
+            Err(e) => fail(rep, Stage::WriteFiles, e, i),
+        }
+    }
+    for (i, (path, data)) in p.files.iter().enumerate() {
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = match sys::open(path.as_ptr(), flags, 0o644) {
+            Ok(fd) => fd,
+            Err(e) => fail(rep, Stage::WriteFiles, e, i),
+        };
+        if let Err(e) = sys::write_all(fd, data) {
+            fail(rep, Stage::WriteFiles, e, i);
+        }
+        sys::close(fd);
+    }
+
+    // stdio and the extra descriptors: first copy them all above their target numbers,
+    // then put them in place, so no source is overwritten before it is used whatever
+    // numbers the parent's descriptors got.
+    let extra = p.extra_fds.len().min(MAX_EXTRA_FDS);
+    let mut high = [-1; 3 + MAX_EXTRA_FDS];
+    let sources = [p.stdin_fd, p.stdout_w, p.stderr_w]
+        .into_iter()
+        .chain(p.extra_fds.iter().copied().take(extra));
+    for (slot, fd) in high.iter_mut().zip(sources) {
+        *slot = match sys::dup_cloexec_above(fd, floor) {
+            Ok(h) => h,
+            Err(e) => fail(rep, Stage::Stdio, e, 0),
+        };
+    }
+    for (target, fd) in high.iter().take(3 + extra).enumerate() {
+        if let Err(e) = sys::dup2(*fd, target as c_int) {
+            fail(rep, Stage::Stdio, e, target);
+        }
+    }
+    let rep_u = rep as u32;
+    if let Err(e) = sys::close_range(floor as u32, rep_u.saturating_sub(1))
+        .and_then(|_| sys::close_range(rep_u + 1, u32::MAX))
+    {
+        fail(rep, Stage::CloseFds, e, 0);
+    }
+
+    for (i, &(resource, soft, hard)) in p.rlimits.iter().enumerate() {
+        if let Err(e) = sys::setrlimit(resource, soft, hard) {
+            fail(rep, Stage::Rlimit, e, i);
+        }
+    }
+    // Last, since the filter forbids some of the calls above.
+    if let Err(e) = super::seccomp::install(&p.seccomp) {
+        fail(rep, Stage::Seccomp, e, 0);
+    }
+    let e = sys::execve(
+        *p.argv_ptrs.as_ptr(),
+        p.argv_ptrs.as_ptr(),
+        p.envp_ptrs.as_ptr(),
+    );
+    fail(rep, Stage::Exec, e, 0)
+}
+
+/// The normal program: empty the bounding set, leave root for the program's ids, and
+/// drop every capability.
+unsafe fn drop_privileges(p: &ChildPlan, rep: RawFd) {
     // Capabilities: empty the bounding set while we still may, then leave root.
     for cap in 0..64 {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap, 0) {
@@ -601,63 +693,31 @@ unsafe fn program_main(p: &ChildPlan) -> ! {
     if let Err(e) = sys::capset_none() {
         fail(rep, Stage::DropCaps, e, 0);
     }
+}
 
-    // The program's files, written as the program's user so it owns them.
-    for (i, d) in p.file_dirs.iter().enumerate() {
-        match sys::mkdir(d.as_ptr(), 0o755) {
-            Ok(()) | Err(libc::EEXIST) => {}
-            Err(e) => fail(rep, Stage::WriteFiles, e, i),
+/// Trusted sandbox code (a zygote): stay root of the namespace, with only the
+/// capabilities in `mask` left in the bounding set, so execve grants no others.
+unsafe fn keep_root(p: &ChildPlan, rep: RawFd, mask: u64) {
+    for cap in 0..64u64 {
+        if mask & (1 << cap) != 0 {
+            continue;
+        }
+        match sys::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0) {
+            Ok(_) | Err(libc::EINVAL) => {}
+            Err(e) => fail(rep, Stage::DropCaps, e, cap as usize),
         }
     }
-    for (i, (path, data)) in p.files.iter().enumerate() {
-        let flags =
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = match sys::open(path.as_ptr(), flags, 0o644) {
-            Ok(fd) => fd,
-            Err(e) => fail(rep, Stage::WriteFiles, e, i),
-        };
-        if let Err(e) = sys::write_all(fd, data) {
-            fail(rep, Stage::WriteFiles, e, i);
-        }
-        sys::close(fd);
+    if let Err(e) = sys::setresgid(p.program_gid) {
+        fail(rep, Stage::SetGid, e, 1);
     }
-
-    // stdio: first copy the three above 2, then put them in place, so no source is
-    // overwritten before it is used whatever numbers the parent's pipes got.
-    let mut high = [0; 3];
-    for (slot, fd) in high.iter_mut().zip([p.stdin_fd, p.stdout_w, p.stderr_w]) {
-        *slot = match sys::dup_cloexec_above(fd, 3) {
-            Ok(h) => h,
-            Err(e) => fail(rep, Stage::Stdio, e, 0),
-        };
+    if let Err(e) = sys::setresuid(p.program_uid) {
+        fail(rep, Stage::SetUid, e, 1);
     }
-    for (target, fd) in high.iter().enumerate() {
-        if let Err(e) = sys::dup2(*fd, target as c_int) {
-            fail(rep, Stage::Stdio, e, target);
-        }
-    }
-    let rep_u = rep as u32;
-    if let Err(e) = sys::close_range(3, rep_u.saturating_sub(1))
-        .and_then(|_| sys::close_range(rep_u + 1, u32::MAX))
-    {
-        fail(rep, Stage::CloseFds, e, 0);
-    }
-
-    for (i, &(resource, soft, hard)) in p.rlimits.iter().enumerate() {
-        if let Err(e) = sys::setrlimit(resource, soft, hard) {
-            fail(rep, Stage::Rlimit, e, i);
-        }
-    }
-    // Last, since the filter forbids some of the calls above.
-    if let Err(e) = super::seccomp::install(&p.seccomp) {
-        fail(rep, Stage::Seccomp, e, 0);
-    }
-    let e = sys::execve(
-        *p.argv_ptrs.as_ptr(),
-        p.argv_ptrs.as_ptr(),
-        p.envp_ptrs.as_ptr(),
+    let _ = sys::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+        0,
     );
-    fail(rep, Stage::Exec, e, 0)
 }
 
 #[cfg(test)]

@@ -13,12 +13,14 @@
 
 mod cgroup;
 mod child;
+mod forkserver;
 mod mounts;
 mod outcome;
 mod seccomp;
 mod sys;
 
 pub use cgroup::CgroupMode;
+pub use forkserver::{ExecRequest, ForkServer, ZygoteSpec, PYTHON_ZYGOTE};
 
 use cgroup::{CgroupHost, RunCgroup};
 use child::{ChildOp, ChildPlan, Record, Rlimit, Stage, RECORD_ERROR, RECORD_EXIT};
@@ -60,6 +62,9 @@ pub enum SandboxError {
     /// The cgroup parent name is empty, absolute or climbs with `..`.
     #[error("invalid cgroup parent name {0:?}")]
     CgroupParent(String),
+    /// A fork server cannot run here (no root, no cgroups) or its first zygote failed.
+    #[error("fork server unavailable: {0}")]
+    ForkServer(String),
 }
 
 /// Settings for a [`ProcessSandbox`].
@@ -106,6 +111,19 @@ enum Ids {
     Unprivileged { uid: u32, gid: u32 },
 }
 
+/// The id maps and the program's identity for one run.
+struct RunIds {
+    uid_map: String,
+    gid_map: String,
+    /// The program's uid and gid inside the namespace.
+    program_uid: u32,
+    program_gid: u32,
+    /// Whether the init may (and so must) drop supplementary groups.
+    clear_groups: bool,
+    /// Whether the program, staying uid 0, must lock its securebits.
+    lock_securebits: bool,
+}
+
 /// First host id used for runs when we are root; each run takes two.
 const ROOT_ID_BASE: u32 = 1_700_000_000;
 const ROOT_ID_SLOTS: u64 = 1 << 24;
@@ -124,7 +142,7 @@ const AS_HEADROOM: u64 = 1 << 30;
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A native process sandbox. Cheap to share: `run` may be called from many threads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProcessSandbox {
     scratch_dir: PathBuf,
     cgroups: CgroupHost,
@@ -137,7 +155,7 @@ pub struct ProcessSandbox {
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A per-run scratch directory on the host; removed when dropped.
-struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn create(base: &Path, name: &str) -> io::Result<ScratchDir> {
@@ -172,21 +190,21 @@ impl Drop for ScratchDir {
 }
 
 /// The cloned init; killed and reaped when dropped unless already reaped.
-struct ChildGuard {
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
+pub(crate) struct ChildGuard {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) pidfd: OwnedFd,
     reaped: bool,
 }
 
 impl ChildGuard {
     /// Asks the init to stop the run: it kills and reaps every process in the namespace
     /// and reports, so CPU time and the program's status are complete.
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         self.signal(libc::SIGTERM);
     }
 
     /// Kills the init outright, and with it the namespace.
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.signal(libc::SIGKILL);
     }
 
@@ -205,7 +223,7 @@ impl ChildGuard {
 
     /// Waits for the init to exit and returns its wait status and rusage (which covers
     /// every descendant the init reaped).
-    fn reap(&mut self) -> io::Result<(i32, libc::rusage)> {
+    pub(crate) fn reap(&mut self) -> io::Result<(i32, libc::rusage)> {
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -236,16 +254,16 @@ impl Drop for ChildGuard {
 }
 
 /// A pipe end we read the program's output from, with what was kept of it.
-struct Capture {
-    file: File,
-    buf: Vec<u8>,
+pub(crate) struct Capture {
+    pub(crate) file: File,
+    pub(crate) buf: Vec<u8>,
     cap: usize,
-    truncated: bool,
-    open: bool,
+    pub(crate) truncated: bool,
+    pub(crate) open: bool,
 }
 
 impl Capture {
-    fn new(fd: OwnedFd, cap: u64) -> Capture {
+    pub(crate) fn new(fd: OwnedFd, cap: u64) -> Capture {
         Capture {
             file: File::from(fd),
             buf: Vec::new(),
@@ -257,7 +275,7 @@ impl Capture {
 
     /// Reads what is available (at most `budget` bytes, so a fast writer cannot starve
     /// the loop). Returns true when the output went over the cap.
-    fn pump(&mut self, budget: usize) -> bool {
+    pub(crate) fn pump(&mut self, budget: usize) -> bool {
         let mut chunk = [0u8; 64 * 1024];
         let mut read = 0;
         while self.open && read < budget {
@@ -284,9 +302,9 @@ impl Capture {
 }
 
 /// An error before the program could run, as a message for the report.
-type RunError = String;
+pub(crate) type RunError = String;
 
-fn io_err(context: &str) -> impl FnOnce(io::Error) -> RunError + '_ {
+pub(crate) fn io_err(context: &str) -> impl FnOnce(io::Error) -> RunError + '_ {
     move |e| format!("{context}: {e}")
 }
 
@@ -301,11 +319,11 @@ fn rel(p: &Path) -> Result<CString, RunError> {
     cstring(s, "mount path")
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))
 }
 
-fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
     fcntl(
@@ -318,7 +336,7 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
 
 /// A memfd holding `data`, positioned at the start: the program's stdin. A file rather
 /// than a pipe, so a large stdin never blocks either side.
-fn stdin_memfd(data: &[u8]) -> Result<OwnedFd, RunError> {
+pub(crate) fn stdin_memfd(data: &[u8]) -> Result<OwnedFd, RunError> {
     // SAFETY: memfd_create with a valid name; the fd is owned right away.
     let fd = unsafe { libc::memfd_create(c"crucible-stdin".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -332,7 +350,7 @@ fn stdin_memfd(data: &[u8]) -> Result<OwnedFd, RunError> {
 }
 
 /// The current hard limit for `resource` (RLIM_INFINITY when unknown).
-fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+pub(crate) fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
     let mut r = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: libc::RLIM64_INFINITY,
@@ -350,7 +368,7 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
 /// checks RLIMIT_CPU against tick-sampled time, which on a busy machine runs 10-20%
 /// ahead of the real (scheduler-measured) time; at exactly the limit it would give
 /// programs just under the limit a false TLE.
-fn rlimits(l: &Limits, cgroup: bool, cpu_watchdog: bool) -> Vec<Rlimit> {
+pub(crate) fn rlimits(l: &Limits, cgroup: bool, cpu_watchdog: bool) -> Vec<Rlimit> {
     let cpu_soft = l.cpu_time_ms.div_ceil(1000).max(1) + u64::from(cpu_watchdog);
     let address_space = if cgroup {
         l.memory_bytes.saturating_add(AS_HEADROOM)
@@ -383,7 +401,7 @@ fn rlimits(l: &Limits, cgroup: bool, cpu_watchdog: bool) -> Vec<Rlimit> {
 }
 
 /// Validates a work-dir file path: relative, no `..`, not empty.
-fn file_path(p: &str) -> Result<PathBuf, RunError> {
+pub(crate) fn file_path(p: &str) -> Result<PathBuf, RunError> {
     let path = PathBuf::from(p);
     if p.is_empty()
         || !path
@@ -488,8 +506,7 @@ impl ProcessSandbox {
         report
     }
 
-    fn ids_for_run(&self, n: u64) -> (String, String, u32, u32, bool, bool) {
-        // (uid_map, gid_map, program uid inside, program gid inside, clear groups, lock securebits)
+    fn ids_for_run(&self, n: u64) -> RunIds {
         match self.ids {
             Ids::Root { base, pid } => {
                 let slot =
@@ -497,17 +514,35 @@ impl ProcessSandbox {
                 let init = base + 2 * slot;
                 let prog = init + 1;
                 let map = format!("0 {init} 1\n{PROGRAM_ID} {prog} 1\n");
-                (map.clone(), map, PROGRAM_ID, PROGRAM_ID, true, false)
+                RunIds {
+                    uid_map: map.clone(),
+                    gid_map: map,
+                    program_uid: PROGRAM_ID,
+                    program_gid: PROGRAM_ID,
+                    clear_groups: true,
+                    lock_securebits: false,
+                }
             }
-            Ids::Unprivileged { uid, gid } => (
-                format!("0 {uid} 1\n"),
-                format!("0 {gid} 1\n"),
-                0,
-                0,
-                false,
-                true,
-            ),
+            Ids::Unprivileged { uid, gid } => RunIds {
+                uid_map: format!("0 {uid} 1\n"),
+                gid_map: format!("0 {gid} 1\n"),
+                program_uid: 0,
+                program_gid: 0,
+                clear_groups: false,
+                lock_securebits: true,
+            },
         }
+    }
+
+    /// Whether runs map a separate, unprivileged id for the program (we are root), as a
+    /// fork server needs so that its children cannot signal their zygote.
+    pub(crate) fn has_program_ids(&self) -> bool {
+        matches!(self.ids, Ids::Root { .. })
+    }
+
+    /// The cgroup host runs are placed under.
+    pub(crate) fn cgroup_host(&self) -> &CgroupHost {
+        &self.cgroups
     }
 
     /// The mount steps for the new root: the requested binds, then /work, /proc, /dev.
@@ -595,6 +630,90 @@ impl ProcessSandbox {
     }
 
     fn try_run(&self, spec: &RunSpec) -> Result<RunReport, RunError> {
+        let limits = spec.limits;
+        let launched = self.launch(spec, &LaunchOptions::program(&self.seccomp))?;
+        let Launched {
+            mut child,
+            out,
+            err,
+            mut report_r,
+            sync_w,
+            cgroup,
+            plan,
+            go,
+            scratch: _scratch,
+        } = launched;
+        let deadline = go + Duration::from_millis(limits.wall_time_ms);
+
+        let mut out = Capture::new(out, limits.output_bytes);
+        let mut err = Capture::new(err, limits.output_bytes);
+        let kill = monitor(
+            &child,
+            &mut out,
+            &mut err,
+            cgroup.as_ref(),
+            deadline,
+            limits.cpu_time_ms,
+        );
+        let exited = Instant::now();
+        // Whatever the program wrote before it died is still in the pipes.
+        out.pump(usize::MAX);
+        err.pump(usize::MAX);
+        let (init_status, ru) = child
+            .reap()
+            .map_err(io_err("waiting for the sandbox init"))?;
+        drop(sync_w);
+
+        let records = read_records(&mut report_r);
+        if let Some(msg) = setup_error(&records, &plan, &spec.argv[0]) {
+            return Err(msg);
+        }
+        let exit = records.iter().find(|r| r.0[0] == RECORD_EXIT);
+        let total_cpu_us = tv_us(ru.ru_utime).saturating_add(tv_us(ru.ru_stime));
+        // The init's own time is sandbox overhead, not the program's.
+        let init_cpu_us = exit.map_or(0, |r| u64::from(r.0[3]) | (u64::from(r.0[4]) << 32));
+        let mut cpu_ms = total_cpu_us.saturating_sub(init_cpu_us) / 1000;
+        if let Some(ns) = cgroup.as_ref().and_then(|c| c.cpu_usage_ns()) {
+            // The cgroup also counts processes that escaped the init's reaping (when it
+            // had to be SIGKILLed), so take it when it is larger.
+            cpu_ms = cpu_ms.max((ns / 1000).saturating_sub(init_cpu_us) / 1000);
+        }
+
+        let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let memory_kb = match (stats.peak_bytes, exit) {
+            (Some(p), _) => p / 1024,
+            (None, Some(r)) if r.0[2] > 0 => u64::from(r.0[2]),
+            _ => ru.ru_maxrss.max(0) as u64,
+        };
+        let facts = Facts {
+            kill,
+            program_status: exit.map(|r| r.0[1] as i32),
+            init_status,
+            cpu_ms,
+            limits,
+            cgroup: cgroup.is_some(),
+            oom_kills: stats.oom_kills,
+            peak_bytes: stats.peak_bytes,
+        };
+        Ok(report_from(
+            &facts,
+            out,
+            err,
+            exited.duration_since(go).as_millis() as u64,
+            memory_kb,
+        ))
+        // Drop order: child (reaped), cgroup (removed), scratch (removed).
+    }
+
+    /// Starts `spec`'s program in a fresh sandbox and lets it go: everything a run does
+    /// before it waits for the program. The caller owns what comes back; dropping it
+    /// kills and reaps the init (and so the namespace), then removes the run's cgroup
+    /// and scratch dir.
+    pub(crate) fn launch(
+        &self,
+        spec: &RunSpec,
+        opts: &LaunchOptions<'_>,
+    ) -> Result<Launched, RunError> {
         let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("run-{}-{n}", std::process::id());
         let limits = spec.limits;
@@ -602,6 +721,12 @@ impl ProcessSandbox {
         // Everything the child needs is built here, before the clone.
         if spec.argv.is_empty() || !spec.argv[0].starts_with('/') {
             return Err("argv[0] must be an absolute path".into());
+        }
+        if opts.extra_fds.len() > child::MAX_EXTRA_FDS {
+            return Err(format!(
+                "at most {} extra descriptors",
+                child::MAX_EXTRA_FDS
+            ));
         }
         let argv: Vec<CString> = spec
             .argv
@@ -633,8 +758,12 @@ impl ProcessSandbox {
             .into_iter()
             .map(|d| cstring(d.as_os_str().as_bytes(), "file path"))
             .collect::<Result<Vec<_>, _>>()?;
-        let (uid_map, gid_map, program_uid, program_gid, clear_groups, lock_securebits) =
-            self.ids_for_run(n);
+        let ids = self.ids_for_run(n);
+        let (program_uid, program_gid) = if opts.keep_caps.is_some() {
+            (0, 0)
+        } else {
+            (ids.program_uid, ids.program_gid)
+        };
         let ops = self.root_ops(spec, program_uid)?;
         let has_cgroup = self.cgroups.mode() != CgroupMode::None;
 
@@ -657,13 +786,14 @@ impl ProcessSandbox {
         for fd in [&report_r, &out_r, &err_r] {
             set_nonblocking(fd)?;
         }
-        let mut keep_fds = [
+        let mut keep_fds = vec![
             sync_r.as_raw_fd(),
             report_w.as_raw_fd(),
             stdin.as_raw_fd(),
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
         ];
+        keep_fds.extend_from_slice(opts.extra_fds);
         keep_fds.sort_unstable();
 
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -676,19 +806,24 @@ impl ProcessSandbox {
             stdin_fd: stdin.as_raw_fd(),
             stdout_w: out_w.as_raw_fd(),
             stderr_w: err_w.as_raw_fd(),
+            extra_fds: opts.extra_fds.to_vec(),
             keep_fds,
             scratch: cstring(scratch.0.as_os_str().as_bytes(), "scratch dir")?,
             root_tmpfs_options: c"size=1m,nr_inodes=4096,mode=0755,uid=0,gid=0".into(),
             ops,
             hostname: cstring(HOSTNAME, "hostname")?,
-            clear_groups,
+            clear_groups: ids.clear_groups,
             program_uid,
             program_gid,
-            lock_securebits,
+            lock_securebits: ids.lock_securebits,
+            keep_caps: opts.keep_caps,
             file_dirs,
             files,
-            rlimits: rlimits(&limits, has_cgroup, self.cgroups.measures_cpu()),
-            seccomp: self.seccomp.clone(),
+            rlimits: match &opts.rlimits {
+                Some(r) => r.clone(),
+                None => rlimits(&limits, has_cgroup, self.cgroups.measures_cpu()),
+            },
+            seccomp: opts.seccomp.to_vec(),
             argv_ptrs,
             envp_ptrs,
             _argv: argv,
@@ -732,13 +867,13 @@ impl ProcessSandbox {
 
         let setup = (|| -> Result<(), RunError> {
             let proc = format!("/proc/{pid}");
-            if !clear_groups {
+            if !ids.clear_groups {
                 std::fs::write(format!("{proc}/setgroups"), "deny")
                     .map_err(io_err("writing setgroups"))?;
             }
-            std::fs::write(format!("{proc}/uid_map"), &uid_map)
+            std::fs::write(format!("{proc}/uid_map"), &ids.uid_map)
                 .map_err(io_err("writing uid_map"))?;
-            std::fs::write(format!("{proc}/gid_map"), &gid_map)
+            std::fs::write(format!("{proc}/gid_map"), &ids.gid_map)
                 .map_err(io_err("writing gid_map"))?;
             if let Some(cg) = &cgroup {
                 cg.attach(pid).map_err(io_err("joining the run cgroup"))?;
@@ -758,79 +893,94 @@ impl ProcessSandbox {
         if let Err(e) = sync_w.write_all(b"g") {
             tracing::debug!(error = %e, "child gone before go");
         }
-        let deadline = go + Duration::from_millis(limits.wall_time_ms);
-
-        let mut out = Capture::new(out_r, limits.output_bytes);
-        let mut err = Capture::new(err_r, limits.output_bytes);
-        let kill = monitor(
-            &child,
-            &mut out,
-            &mut err,
-            cgroup.as_ref(),
-            deadline,
-            limits.cpu_time_ms,
-        );
-        let exited = Instant::now();
-        // Whatever the program wrote before it died is still in the pipes.
-        out.pump(usize::MAX);
-        err.pump(usize::MAX);
-        let (init_status, ru) = child
-            .reap()
-            .map_err(io_err("waiting for the sandbox init"))?;
-        drop(sync_w);
-
-        let records = read_records(&mut report_r);
-        if let Some(msg) = setup_error(&records, &plan, &spec.argv[0]) {
-            return Err(msg);
-        }
-        let exit = records.iter().find(|r| r.0[0] == RECORD_EXIT);
-        let tv_us = |tv: libc::timeval| {
-            (tv.tv_sec as u64)
-                .saturating_mul(1_000_000)
-                .saturating_add(tv.tv_usec as u64)
-        };
-        let total_cpu_us = tv_us(ru.ru_utime).saturating_add(tv_us(ru.ru_stime));
-        // The init's own time is sandbox overhead, not the program's.
-        let init_cpu_us = exit.map_or(0, |r| u64::from(r.0[3]) | (u64::from(r.0[4]) << 32));
-        let mut cpu_ms = total_cpu_us.saturating_sub(init_cpu_us) / 1000;
-        if let Some(ns) = cgroup.as_ref().and_then(|c| c.cpu_usage_ns()) {
-            // The cgroup also counts processes that escaped the init's reaping (when it
-            // had to be SIGKILLed), so take it when it is larger.
-            cpu_ms = cpu_ms.max((ns / 1000).saturating_sub(init_cpu_us) / 1000);
-        }
-
-        let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
-        let memory_kb = match (stats.peak_bytes, exit) {
-            (Some(p), _) => p / 1024,
-            (None, Some(r)) if r.0[2] > 0 => u64::from(r.0[2]),
-            _ => ru.ru_maxrss.max(0) as u64,
-        };
-        let facts = Facts {
-            kill,
-            program_status: exit.map(|r| r.0[1] as i32),
-            init_status,
-            cpu_ms,
-            limits,
-            cgroup: cgroup.is_some(),
-            oom_kills: stats.oom_kills,
-            peak_bytes: stats.peak_bytes,
-        };
-        let o = outcome::classify(&facts);
-        Ok(RunReport {
-            status: o.status,
-            exit_code: o.exit_code,
-            signal: o.signal,
-            stdout: String::from_utf8_lossy(&out.buf).into_owned(),
-            stderr: String::from_utf8_lossy(&err.buf).into_owned(),
-            stdout_truncated: out.truncated,
-            stderr_truncated: err.truncated,
-            cpu_ms,
-            wall_ms: exited.duration_since(go).as_millis() as u64,
-            memory_kb,
-            message: o.message,
+        Ok(Launched {
+            child,
+            out: out_r,
+            err: err_r,
+            report_r,
+            sync_w,
+            cgroup,
+            plan,
+            go,
+            scratch,
         })
-        // Drop order: child (reaped), cgroup (removed), scratch (removed).
     }
+}
+
+/// Microseconds in a timeval.
+fn tv_us(tv: libc::timeval) -> u64 {
+    (tv.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(tv.tv_usec as u64)
+}
+
+/// The report for a finished run, from what the parent observed.
+pub(crate) fn report_from(
+    facts: &Facts,
+    out: Capture,
+    err: Capture,
+    wall_ms: u64,
+    memory_kb: u64,
+) -> RunReport {
+    let o = outcome::classify(facts);
+    RunReport {
+        status: o.status,
+        exit_code: o.exit_code,
+        signal: o.signal,
+        stdout: String::from_utf8_lossy(&out.buf).into_owned(),
+        stderr: String::from_utf8_lossy(&err.buf).into_owned(),
+        stdout_truncated: out.truncated,
+        stderr_truncated: err.truncated,
+        cpu_ms: facts.cpu_ms,
+        wall_ms,
+        memory_kb,
+        message: o.message,
+        fuel_used: None,
+    }
+}
+
+/// How a launched program differs from a submitted program's run.
+pub(crate) struct LaunchOptions<'a> {
+    /// Descriptors that become the program's fds 3, 4, ...
+    pub extra_fds: &'a [RawFd],
+    /// None: the program drops to its own ids with no capabilities. Some(mask): it is
+    /// trusted sandbox code that stays root of the namespace with these capabilities.
+    pub keep_caps: Option<u64>,
+    /// The seccomp filter the program runs under.
+    pub seccomp: &'a [libc::sock_filter],
+    /// The program's rlimits; None derives them from the spec's limits.
+    pub rlimits: Option<Vec<Rlimit>>,
+}
+
+impl<'a> LaunchOptions<'a> {
+    /// A submitted program: no extra descriptors, no privileges, limits from the spec.
+    pub(crate) fn program(seccomp: &'a [libc::sock_filter]) -> LaunchOptions<'a> {
+        LaunchOptions {
+            extra_fds: &[],
+            keep_caps: None,
+            seccomp,
+            rlimits: None,
+        }
+    }
+}
+
+/// A sandboxed program that has been let go. Fields drop in order: the init is killed
+/// and reaped first, then the cgroup and the scratch dir are removed.
+pub(crate) struct Launched {
+    pub child: ChildGuard,
+    /// Read ends (non-blocking) of the program's stdout and stderr.
+    pub out: OwnedFd,
+    pub err: OwnedFd,
+    /// The init's report pipe (setup errors, the program's exit record).
+    pub report_r: File,
+    /// Kept open until the init is reaped, so it never reads a spurious EOF.
+    pub sync_w: File,
+    pub cgroup: Option<RunCgroup>,
+    /// What the child was given, for naming the step of a setup error.
+    pub plan: ChildPlan,
+    /// When the init was let go.
+    pub go: Instant,
+    pub scratch: ScratchDir,
 }
 
 /// Waits for the init to exit while collecting output, killing the tree at the wall
@@ -932,7 +1082,7 @@ fn monitor(
 }
 
 /// Every whole record in the report pipe.
-fn read_records(f: &mut File) -> Vec<Record> {
+pub(crate) fn read_records(f: &mut File) -> Vec<Record> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -950,7 +1100,7 @@ fn read_records(f: &mut File) -> Vec<Record> {
 }
 
 /// The message for the first setup-error record, if any.
-fn setup_error(records: &[Record], plan: &ChildPlan, argv0: &str) -> Option<String> {
+pub(crate) fn setup_error(records: &[Record], plan: &ChildPlan, argv0: &str) -> Option<String> {
     let r = records.iter().find(|r| r.0[0] == RECORD_ERROR)?;
     let [_, stage, errno, index, _, _] = r.0;
     let err = io::Error::from_raw_os_error(errno as i32);

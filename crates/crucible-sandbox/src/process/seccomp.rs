@@ -110,18 +110,71 @@ fn errno(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
-/// Builds the filter program.
+/// Which programs a filter is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// Submitted programs: the full deny list.
+    Program,
+    /// A fork server's zygote, which runs only trusted code and gives each child a
+    /// fresh IPC namespace and work dir: the program policy, except that `mount` and
+    /// `umount2` are allowed, and `unshare` for CLONE_NEWIPC alone.
+    Zygote,
+    /// What each child of a zygote adds on top of the zygote's filter before it runs
+    /// submitted code: `mount`, `umount2` and `unshare` refused. Stacked filters take
+    /// the strictest answer, so a child runs under exactly the program policy (see the
+    /// test `zygote_and_child_filters_stack_to_the_program_policy`), while the kernel
+    /// only has this small program to check and compile per child.
+    ZygoteChild,
+}
+
+/// The `unshare` flags a zygote may use.
+pub(crate) const ZYGOTE_UNSHARE: u32 = libc::CLONE_NEWIPC as u32;
+
+/// Syscalls the zygote policy allows that the program policy refuses (unshare only
+/// with [`ZYGOTE_UNSHARE`]).
+const ZYGOTE_ONLY: [c_long; 3] = [libc::SYS_mount, libc::SYS_umount2, libc::SYS_unshare];
+
+/// Builds the filter every submitted program runs under.
+pub(crate) fn build_filter() -> Vec<sock_filter> {
+    build(Policy::Program)
+}
+
+/// The filter as the kernel's `struct sock_filter` array in bytes (native endian), as a
+/// zygote receives it to install in each child.
+pub(crate) fn to_bytes(filter: &[sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(filter.len() * 8);
+    for ins in filter {
+        out.extend_from_slice(&ins.code.to_ne_bytes());
+        out.push(ins.jt);
+        out.push(ins.jf);
+        out.extend_from_slice(&ins.k.to_ne_bytes());
+    }
+    out
+}
+
+/// Builds the filter program for `policy`.
 ///
-/// Layout: check the arch (kill on anything but x86_64), load the syscall number, kill
+/// Layout of the program and zygote policies: check the arch (kill on anything but x86_64), load the syscall number, kill
 /// x32 numbers, then one small block per rule. Blocks that inspect an argument end in a
 /// return on both branches, since they overwrite the accumulator that held the number.
 /// Every jump is short (at most 4), so no offset can overflow the u8 jump fields.
-pub(crate) fn build_filter() -> Vec<sock_filter> {
+pub(crate) fn build(policy: Policy) -> Vec<sock_filter> {
     let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
     let jge = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
     let jset = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
     let kill = libc::SECCOMP_RET_KILL_PROCESS;
     let allow = libc::SECCOMP_RET_ALLOW;
+
+    if policy == Policy::ZygoteChild {
+        // The zygote's filter below this one has already checked the architecture.
+        let mut p = vec![load(OFF_NR)];
+        for nr in ZYGOTE_ONLY {
+            p.push(jump(jeq, nr as u32, 0, 1));
+            p.push(ret(errno(libc::EPERM)));
+        }
+        p.push(ret(allow));
+        return p;
+    }
 
     let mut p = vec![
         load(OFF_ARCH),
@@ -132,8 +185,18 @@ pub(crate) fn build_filter() -> Vec<sock_filter> {
         ret(kill),
     ];
     for &(nr, _) in DENIED {
+        if policy == Policy::Zygote && ZYGOTE_ONLY.contains(&nr) {
+            continue;
+        }
         p.push(jump(jeq, nr as u32, 0, 1));
         p.push(ret(errno(libc::EPERM)));
+    }
+    if policy == Policy::Zygote {
+        p.push(jump(jeq, libc::SYS_unshare as u32, 0, 4));
+        p.push(load(OFF_ARG0_LO));
+        p.push(jump(jset, !ZYGOTE_UNSHARE, 0, 1));
+        p.push(ret(errno(libc::EPERM)));
+        p.push(ret(allow));
     }
     // clone3 passes its flags in memory that BPF cannot read, so it is refused as
     // "not implemented": libc then falls back to clone, whose flags are checked below.
@@ -212,6 +275,88 @@ mod tests {
 
     fn decide(nr: c_long, arg0: u64) -> u32 {
         evaluate(&build_filter(), AUDIT_ARCH_X86_64, nr as u32, arg0)
+    }
+
+    #[test]
+    fn zygote_policy_allows_only_its_namespaces() {
+        let z = build(Policy::Zygote);
+        let d = |nr: c_long, arg0: u64| evaluate(&z, AUDIT_ARCH_X86_64, nr as u32, arg0);
+        assert_eq!(d(libc::SYS_mount, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(d(libc::SYS_umount2, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            d(libc::SYS_unshare, libc::CLONE_NEWIPC as u64),
+            libc::SECCOMP_RET_ALLOW
+        );
+        for bad in [
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWIPC | libc::CLONE_NEWUSER,
+        ] {
+            assert_eq!(d(libc::SYS_unshare, bad as u64), errno(libc::EPERM));
+        }
+        assert_eq!(d(libc::SYS_ptrace, 0), errno(libc::EPERM));
+        assert_eq!(d(libc::SYS_setns, 0), errno(libc::EPERM));
+        assert_eq!(d(libc::SYS_pivot_root, 0), errno(libc::EPERM));
+    }
+
+    /// What the kernel decides for stacked filters: the most severe action (for
+    /// actions, a smaller value as i32 is more severe: KILL_PROCESS, KILL_THREAD, TRAP,
+    /// ERRNO, ..., ALLOW).
+    fn stacked(filters: &[&[sock_filter]], arch: u32, nr: u32, arg0: u64) -> u32 {
+        filters
+            .iter()
+            .map(|f| evaluate(f, arch, nr, arg0))
+            .min_by_key(|r| (r & libc::SECCOMP_RET_ACTION_FULL) as i32)
+            .unwrap()
+    }
+
+    #[test]
+    fn zygote_and_child_filters_stack_to_the_program_policy() {
+        let program = build(Policy::Program);
+        let zygote = build(Policy::Zygote);
+        let child = build(Policy::ZygoteChild);
+        assert!(child.len() < 10, "the per-child filter stays tiny");
+        let args: Vec<u64> = [
+            0,
+            libc::AF_UNIX as u64,
+            libc::AF_INET as u64,
+            libc::SIGCHLD as u64,
+        ]
+        .into_iter()
+        .chain(
+            [
+                libc::CLONE_NEWNS,
+                libc::CLONE_NEWIPC,
+                libc::CLONE_NEWUSER,
+                libc::CLONE_NEWPID,
+                libc::CLONE_NEWNET,
+                libc::CLONE_THREAD | libc::CLONE_VM,
+            ]
+            .map(|f| f as u64),
+        )
+        .collect();
+        for arch in [AUDIT_ARCH_X86_64, 0x4000_0003] {
+            for nr in (0..470u32).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT | 1]) {
+                for &a in &args {
+                    assert_eq!(
+                        stacked(&[&zygote, &child], arch, nr, a),
+                        evaluate(&program, arch, nr, a),
+                        "arch {arch:#x} syscall {nr} arg0 {a:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_match_the_kernel_layout() {
+        let f = build_filter();
+        let b = to_bytes(&f);
+        assert_eq!(b.len(), f.len() * std::mem::size_of::<sock_filter>());
+        assert_eq!(u16::from_ne_bytes([b[0], b[1]]), f[0].code);
+        assert_eq!(u32::from_ne_bytes([b[4], b[5], b[6], b[7]]), f[0].k);
     }
 
     #[test]

