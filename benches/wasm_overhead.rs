@@ -18,31 +18,6 @@ use crucible_sandbox::{
 };
 use std::time::Duration;
 
-/// Decodes standard base64 (what the compile step prints).
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for v in text.bytes().filter_map(value) {
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
 /// `int main(void) { return 0; }` compiled to wasm32-wasi inside the process sandbox.
 fn compile_trivial_c() -> Option<Vec<u8>> {
     if !std::path::Path::new("/usr/bin/clang-16").exists() {
@@ -73,7 +48,7 @@ fn compile_trivial_c() -> Option<Vec<u8>> {
     };
     let r = sandbox.run(&spec);
     assert_eq!(r.status, RunStatus::Ok, "compile failed: {r:?}");
-    Some(base64_decode(&r.stdout))
+    crucible_core::base64_decode(&r.stdout).ok()
 }
 
 fn wasm_overhead(c: &mut Criterion) {

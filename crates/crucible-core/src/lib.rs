@@ -3,12 +3,14 @@
 //! The JSON schema of each type is documented in README.md ("Schema"); field names there
 //! match the serde names here.
 
+mod base64;
 mod limits;
 mod problem;
 mod report;
 mod reward;
 mod verdict;
 
+pub use base64::base64_decode;
 pub use limits::Limits;
 pub use problem::{Comparator, Problem, Submission, TestCase};
 pub use report::{CompileInfo, Report, RunReport, TestOutcome};

@@ -2,13 +2,12 @@
 //! private test cases with `testtype` `stdin` or `functional`, `metadata.func_name`.
 
 use crate::contest::{
-    base64_decode, json_field, kind_of, load_each, pickled_str, solution_binding, zlib_decompress,
-    ProblemsLoad,
+    json_field, kind_of, load_each, pickled_str, solution_binding, zlib_decompress, ProblemsLoad,
 };
 use crate::error::DatasetError;
 use crate::fields::Fields;
 use crate::humaneval::is_identifier;
-use crucible_core::{Comparator, Problem, TestCase};
+use crucible_core::{base64_decode, Comparator, Problem, TestCase};
 use serde_json::Value;
 use std::path::Path;
 

@@ -8,7 +8,7 @@
 //! single-flight: many identical submissions arriving together wait for one compile.
 
 use crate::JudgeError;
-use crucible_core::{Limits, RunReport, RunStatus};
+use crucible_core::{base64_decode, Limits, RunReport, RunStatus};
 use crucible_sandbox::{ProcessSandbox, RunSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -519,32 +519,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// Decodes standard base64 (with or without padding; whitespace ignored).
-fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for (i, c) in text.bytes().enumerate() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return Err(format!("invalid base64 byte {c:#04x} at {i}")),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
 }
 
 /// What compiling one source gave.
@@ -1178,15 +1152,6 @@ pub(crate) fn clip_head(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(base64_decode("f0VMRgIB").unwrap(), b"\x7fELF\x02\x01");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert!(base64_decode("a*b").is_err());
-    }
 
     #[test]
     fn reachability() {
