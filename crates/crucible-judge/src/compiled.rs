@@ -3,6 +3,7 @@
 
 use crate::checker::Comparisons;
 use crate::compile::{self, CompileCache, CompileOutcome, Lookup, Toolchain};
+use crate::judge::{run_failure_message, stderr_has_memory_error};
 use crate::{JudgeError, LanguageProfile};
 use crucible_core::{
     CompileInfo, Limits, Problem, Report, RewardSpec, RunReport, RunStatus, Submission, TestCase,
@@ -204,57 +205,13 @@ fn run_program(
 /// The verdict of a run before any comparison, or None when it exited cleanly and its
 /// output must be compared.
 fn run_verdict(profile: &LanguageProfile, run: &RunReport) -> Option<(Verdict, String)> {
-    let why = || {
-        let base = match run.status {
-            RunStatus::TimeLimitExceeded => format!(
-                "time limit exceeded (cpu {} ms, wall {} ms)",
-                run.cpu_ms, run.wall_ms
-            ),
-            RunStatus::MemoryLimitExceeded => {
-                format!("memory limit exceeded (peak {} KiB)", run.memory_kb)
-            }
-            RunStatus::OutputLimitExceeded => "output limit exceeded".into(),
-            RunStatus::SandboxError => run
-                .message
-                .clone()
-                .unwrap_or_else(|| "sandbox error".into()),
-            _ => match (run.exit_code, run.signal) {
-                (_, Some(sig)) => format!("killed by signal {sig}"),
-                (Some(code), _) => format!("exit code {code}"),
-                _ => "failed".into(),
-            },
-        };
-        let tail = run
-            .stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("");
-        if tail.is_empty() {
-            base
-        } else {
-            format!("{base}: {tail}")
-        }
-    };
     match run.status {
         RunStatus::Ok => None,
-        RunStatus::RuntimeError if out_of_memory(profile, &run.stderr) => {
-            Some((Verdict::MemoryLimitExceeded, why()))
+        RunStatus::RuntimeError if stderr_has_memory_error(profile, &run.stderr) => {
+            Some((Verdict::MemoryLimitExceeded, run_failure_message(run)))
         }
-        s => Some((s.verdict(), why())),
+        s => Some((s.verdict(), run_failure_message(run))),
     }
-}
-
-/// True when the last lines of stderr say the runtime ran out of memory (V8's heap
-/// limit, for JavaScript).
-fn out_of_memory(profile: &LanguageProfile, stderr: &str) -> bool {
-    stderr.lines().rev().take(8).any(|l| {
-        profile
-            .memory_errors
-            .iter()
-            .any(|m| l.trim_start().starts_with(m.as_str()))
-    })
 }
 
 /// Compiles and runs `source` once with `stdin` (for `crucible run`): a compile failure
@@ -289,7 +246,9 @@ pub(crate) fn run_source(
                 stdin,
                 limits,
             );
-            if run.status == RunStatus::RuntimeError && out_of_memory(profile, &run.stderr) {
+            if run.status == RunStatus::RuntimeError
+                && stderr_has_memory_error(profile, &run.stderr)
+            {
                 run.status = RunStatus::MemoryLimitExceeded;
             }
             run

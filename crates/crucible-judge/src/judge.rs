@@ -642,17 +642,20 @@ fn is_memory_error(profile: &LanguageProfile, exc: Option<&str>) -> bool {
     exc.is_some_and(|e| profile.memory_errors.iter().any(|m| m == e))
 }
 
-/// True when the last lines of stderr report an out-of-memory exception.
-fn stderr_has_memory_error(profile: &LanguageProfile, stderr: &str) -> bool {
-    stderr.lines().rev().take(3).any(|l| {
+/// True when the last lines of stderr report that the runtime ran out of memory (a
+/// Python `MemoryError`, V8's heap limit followed by its stack).
+pub(crate) fn stderr_has_memory_error(profile: &LanguageProfile, stderr: &str) -> bool {
+    stderr.lines().rev().take(8).any(|l| {
         profile
             .memory_errors
             .iter()
-            .any(|m| l.starts_with(m.as_str()))
+            .any(|m| l.trim_start().starts_with(m.as_str()))
     })
 }
 
-fn run_failure_message(run: &RunReport) -> String {
+/// Why a run failed, for a test outcome's message: the status with its measurement, then
+/// the last line of stderr.
+pub(crate) fn run_failure_message(run: &RunReport) -> String {
     let why = match run.status {
         RunStatus::TimeLimitExceeded => format!(
             "time limit exceeded (cpu {} ms, wall {} ms)",

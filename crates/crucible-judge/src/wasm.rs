@@ -84,23 +84,14 @@ impl WasmProfile {
     }
 }
 
-/// Where the fetched guest runtimes live: `$CRUCIBLE_WASM_GUESTS`, else
-/// `$CRUCIBLE_CACHE/wasm/guests`, else `$XDG_CACHE_HOME/crucible/wasm/guests`, else
-/// `~/.cache/crucible/wasm/guests` (what `scripts/fetch-wasm-guests.sh` fills).
+/// Where the fetched guest runtimes live: `$CRUCIBLE_WASM_GUESTS`, else `wasm/guests` in
+/// Crucible's cache folder (`~/.cache/crucible` by default; what
+/// `scripts/fetch-wasm-guests.sh` fills).
 pub fn guests_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CRUCIBLE_WASM_GUESTS") {
-        return PathBuf::from(d);
+    match std::env::var_os("CRUCIBLE_WASM_GUESTS") {
+        Some(d) => PathBuf::from(d),
+        None => crucible_sandbox::crucible_cache_root().join("wasm/guests"),
     }
-    let base = match std::env::var_os("CRUCIBLE_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(x) => PathBuf::from(x).join("crucible"),
-            None => {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/crucible")
-            }
-        },
-    };
-    base.join("wasm/guests")
 }
 
 /// `{guests}` in a profile path replaced by [`guests_dir`].

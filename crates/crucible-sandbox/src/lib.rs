@@ -41,3 +41,16 @@ pub use process::{
 };
 #[cfg(feature = "wasm")]
 pub use wasm::{SnapshotSpec, WasmConfig, WasmError, WasmModule, WasmRunSpec, WasmSandbox};
+
+/// Crucible's cache folder: `$CRUCIBLE_CACHE`, else `$XDG_CACHE_HOME/crucible`, else
+/// `~/.cache/crucible`.
+pub fn crucible_cache_root() -> std::path::PathBuf {
+    match std::env::var_os("CRUCIBLE_CACHE") {
+        Some(c) => std::path::PathBuf::from(c),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(x) => std::path::PathBuf::from(x).join("crucible"),
+            None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/crucible"),
+        },
+    }
+}

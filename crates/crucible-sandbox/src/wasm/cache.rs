@@ -14,22 +14,12 @@ use wasmtime::{Engine, Module};
 const WASMTIME_LINE: &str = "wasmtime-48";
 
 /// Where compiled modules go by default: `$CRUCIBLE_WASM_CACHE`, else
-/// `$CRUCIBLE_CACHE/wasm/modules`, else `$XDG_CACHE_HOME/crucible/wasm/modules`, else
-/// `~/.cache/crucible/wasm/modules`.
+/// `wasm/modules` in [`crate::crucible_cache_root`].
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CRUCIBLE_WASM_CACHE") {
-        return PathBuf::from(d);
+    match std::env::var_os("CRUCIBLE_WASM_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => crate::crucible_cache_root().join("wasm/modules"),
     }
-    let base = match std::env::var_os("CRUCIBLE_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(x) => PathBuf::from(x).join("crucible"),
-            None => {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/crucible")
-            }
-        },
-    };
-    base.join("wasm/modules")
 }
 
 /// Hex SHA-256 over the parts, each prefixed with its length so that parts cannot run
