@@ -8,26 +8,10 @@
 
 use crucible_core::{Problem, Report, Submission, Verdict};
 use crucible_datasets::{canonical_submissions, load, DatasetKind};
-use crucible_judge::{Job, Judge, JudgeOptions, Profiles, Scheduler};
+use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
-use crucible_suite::{comparable, without_measurements};
-use futures::StreamExt;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use crucible_suite::{comparable, judge_in_order, shared_dataset, without_measurements};
 use std::sync::Arc;
-
-fn shared(rel: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("CRUCIBLE_SHARED_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    let p = base.join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is not there", p.display());
-        None
-    }
-}
 
 /// Judges `subs` with the fork server on (`fork`) or off.
 fn judge_all(problems: &[Problem], subs: &[Submission], fork: bool) -> Vec<Report> {
@@ -48,30 +32,7 @@ fn judge_all(problems: &[Problem], subs: &[Submission], fork: bool) -> Vec<Repor
     } else {
         assert!(judge.fork_server("python").is_none());
     }
-    let scheduler = Scheduler::new(Arc::new(judge), workers);
-    let by_id: BTreeMap<&str, Arc<Problem>> = problems
-        .iter()
-        .map(|p| (p.id.as_str(), Arc::new(p.clone())))
-        .collect();
-    let jobs: Vec<Job> = subs
-        .iter()
-        .map(|s| Job {
-            problem: by_id[s.task_id.as_str()].clone(),
-            submission: s.clone(),
-        })
-        .collect();
-    let n = jobs.len();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut out: Vec<(usize, Report)> = rt.block_on(async {
-        scheduler
-            .judge_all(jobs)
-            .map(|(i, r)| (i, r.expect("judgeable")))
-            .collect()
-            .await
-    });
-    out.sort_by_key(|(i, _)| *i);
-    assert_eq!(out.len(), n, "every submission gets a report");
-    out.into_iter().map(|(_, r)| r).collect()
+    judge_in_order(Arc::new(judge), workers, problems, subs.to_vec())
 }
 
 /// Judges `subs` both ways, asserts that every report agrees, and returns the fork
@@ -96,7 +57,9 @@ fn judge_both_ways(problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
 }
 
 fn assert_all_accepted(kind: DatasetKind, rel: &str, expected: usize) {
-    let Some(path) = shared(rel) else { return };
+    let Some(path) = shared_dataset(rel) else {
+        return;
+    };
     let problems = load(kind, &path).unwrap();
     assert_eq!(problems.len(), expected);
     let reports = judge_both_ways(&problems, canonical_submissions(&problems));
@@ -141,7 +104,9 @@ fn wrong_program(problem: &Problem) -> String {
 }
 
 fn assert_wrong_all_rejected(kind: DatasetKind, rel: &str) {
-    let Some(path) = shared(rel) else { return };
+    let Some(path) = shared_dataset(rel) else {
+        return;
+    };
     let problems = load(kind, &path).unwrap();
     let subs: Vec<Submission> = problems
         .iter()

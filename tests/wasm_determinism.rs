@@ -9,11 +9,9 @@
 
 use crucible_core::{Limits, Problem, Report, RunStatus, Submission};
 use crucible_datasets::{canonical_submissions, load, DatasetKind};
-use crucible_judge::{Job, Judge, JudgeOptions, Profiles, Scheduler};
+use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
-use futures::StreamExt;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use crucible_suite::{judge_in_order, shared_dataset};
 use std::sync::Arc;
 
 fn judge() -> Option<Arc<Judge>> {
@@ -37,42 +35,8 @@ fn judge() -> Option<Arc<Judge>> {
 }
 
 fn humaneval() -> Option<Vec<Problem>> {
-    let base = std::env::var_os("CRUCIBLE_SHARED_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    let path = base.join("humaneval/HumanEval.jsonl.gz");
-    if !path.exists() {
-        eprintln!("skipped: {} is not there", path.display());
-        return None;
-    }
+    let path = shared_dataset("humaneval/HumanEval.jsonl.gz")?;
     Some(load(DatasetKind::HumanEval, &path).expect("HumanEval"))
-}
-
-fn judge_all(judge: &Arc<Judge>, problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
-    let scheduler = Scheduler::new(judge.clone(), 0);
-    let by_id: BTreeMap<&str, Arc<Problem>> = problems
-        .iter()
-        .map(|p| (p.id.as_str(), Arc::new(p.clone())))
-        .collect();
-    let jobs: Vec<Job> = subs
-        .into_iter()
-        .map(|s| Job {
-            problem: by_id[s.task_id.as_str()].clone(),
-            submission: s,
-        })
-        .collect();
-    let n = jobs.len();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut out: Vec<(usize, Report)> = rt.block_on(async {
-        scheduler
-            .judge_all(jobs)
-            .map(|(i, r)| (i, r.expect("judgeable")))
-            .collect()
-            .await
-    });
-    out.sort_by_key(|(i, _)| *i);
-    assert_eq!(out.len(), n);
-    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The report with its host timings zeroed: everything left must repeat exactly.
@@ -101,8 +65,8 @@ fn humaneval_canonical_twice_gives_identical_reports() {
             })
             .collect()
     };
-    let first = judge_all(&judge, &problems, subs("python-wasm"));
-    let second = judge_all(&judge, &problems, subs("python-wasm"));
+    let first = judge_in_order(judge.clone(), 0, &problems, subs("python-wasm"));
+    let second = judge_in_order(judge.clone(), 0, &problems, subs("python-wasm"));
     assert_eq!(first.len(), 164);
     for (a, b) in first.iter().zip(&second) {
         assert!(a.fuel_used.is_some_and(|f| f > 0), "{}: no fuel", a.task_id);

@@ -8,11 +8,9 @@
 
 use crucible_core::{Problem, Report, Submission, Verdict};
 use crucible_datasets::{canonical_submissions, load, DatasetKind};
-use crucible_judge::{Job, Judge, JudgeOptions, Profiles, Scheduler};
+use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
-use futures::StreamExt;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use crucible_suite::{judge_in_order, shared_dataset};
 use std::sync::Arc;
 
 /// HumanEval tasks whose canonical solution cannot pass under python-wasm, with the
@@ -36,41 +34,9 @@ fn setup() -> Option<(Arc<Judge>, Vec<Problem>)> {
         eprintln!("skipped: {e}");
         return None;
     }
-    let base = std::env::var_os("CRUCIBLE_SHARED_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    let path = base.join("humaneval/HumanEval.jsonl.gz");
-    if !path.exists() {
-        eprintln!("skipped: {} is not there", path.display());
-        return None;
-    }
+    let path = shared_dataset("humaneval/HumanEval.jsonl.gz")?;
     let problems = load(DatasetKind::HumanEval, &path).expect("HumanEval");
     Some((Arc::new(judge), problems))
-}
-
-fn judge_all(judge: &Arc<Judge>, problems: &[Problem], subs: Vec<Submission>) -> Vec<Report> {
-    let scheduler = Scheduler::new(judge.clone(), 0);
-    let by_id: BTreeMap<&str, Arc<Problem>> = problems
-        .iter()
-        .map(|p| (p.id.as_str(), Arc::new(p.clone())))
-        .collect();
-    let jobs: Vec<Job> = subs
-        .into_iter()
-        .map(|s| Job {
-            problem: by_id[s.task_id.as_str()].clone(),
-            submission: s,
-        })
-        .collect();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut out: Vec<(usize, Report)> = rt.block_on(async {
-        scheduler
-            .judge_all(jobs)
-            .map(|(i, r)| (i, r.expect("judgeable")))
-            .collect()
-            .await
-    });
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
 }
 
 fn in_language(subs: Vec<Submission>, lang: &str) -> Vec<Submission> {
@@ -87,8 +53,9 @@ fn humaneval_canonical_all_accepted_under_python_wasm() {
     let Some((judge, problems)) = setup() else {
         return;
     };
-    let reports = judge_all(
-        &judge,
+    let reports = judge_in_order(
+        judge.clone(),
+        0,
         &problems,
         in_language(canonical_submissions(&problems), "python-wasm"),
     );
@@ -130,8 +97,18 @@ fn humaneval_wrong_completions_same_verdicts_as_process_backend() {
             completion: "    return None\n".into(),
         })
         .collect();
-    let native = judge_all(&judge, &problems, in_language(wrong.clone(), "python"));
-    let wasm = judge_all(&judge, &problems, in_language(wrong, "python-wasm"));
+    let native = judge_in_order(
+        judge.clone(),
+        0,
+        &problems,
+        in_language(wrong.clone(), "python"),
+    );
+    let wasm = judge_in_order(
+        judge.clone(),
+        0,
+        &problems,
+        in_language(wrong, "python-wasm"),
+    );
     let mut differ = Vec::new();
     for (n, w) in native.iter().zip(&wasm) {
         assert!(

@@ -5,6 +5,9 @@
 //! (processes, mounts, cgroups, scratch dirs) that are safe while other tests run
 //! in parallel threads.
 
+mod judging;
+pub use judging::{judge_in_order, shared_dataset};
+
 use crucible_core::{Limits, Report, RunReport, TestOutcome};
 use crucible_sandbox::{
     ExecRequest, ForkServer, ProcessSandbox, RunSpec, SandboxConfig, ZygoteSpec, PYTHON_ZYGOTE,
