@@ -126,14 +126,9 @@ fn decode(f: &Fields, ordinal: usize) -> Result<Problem, DatasetError> {
         // Solutions are only a convenience; a bad list must not cost the problem.
         _ => None,
     };
-    let mut prompt = question.to_string();
-    if !starter.trim().is_empty() {
-        prompt.push_str("\n\n");
-        prompt.push_str(starter);
-    }
     Ok(Problem {
         id,
-        prompt: Some(prompt),
+        prompt: Some(with_starter(question, starter)),
         completion_prefix: String::new(),
         test_setup: fn_name.as_deref().map(solution_binding).unwrap_or_default(),
         tests,
@@ -199,14 +194,9 @@ fn decode_test_list(f: &Fields, id: String) -> Result<Problem, DatasetError> {
             },
         });
     }
-    let mut prompt = description.to_string();
-    if !starter.trim().is_empty() {
-        prompt.push_str("\n\n");
-        prompt.push_str(starter);
-    }
     Ok(Problem {
         id,
-        prompt: Some(prompt),
+        prompt: Some(with_starter(description, starter)),
         completion_prefix: String::new(),
         test_setup: fn_name.as_deref().map(solution_binding).unwrap_or_default(),
         tests,
@@ -237,6 +227,15 @@ fn text(f: &Fields, what: &str, v: Value) -> Result<String, DatasetError> {
             "input_output",
             format!("{what} must be a string, found {}", kind_of(&other)),
         )),
+    }
+}
+
+/// The statement, then the starter code (when there is one) after a blank line.
+fn with_starter(statement: &str, starter: &str) -> String {
+    if starter.trim().is_empty() {
+        statement.to_string()
+    } else {
+        format!("{statement}\n\n{starter}")
     }
 }
 

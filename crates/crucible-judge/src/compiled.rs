@@ -45,22 +45,14 @@ pub(crate) fn judge(
             language: profile.name.clone(),
         });
     }
-    let mut report = Report {
-        task_id: submission.task_id.clone(),
-        sample: submission.sample,
-        language: submission.language.clone(),
-        verdict: Verdict::SandboxError,
-        reward: None,
-        passed: 0,
-        total: 0,
-        tests: Vec::new(),
-        cpu_ms: 0,
-        wall_ms: 0,
-        memory_kb: 0,
-        message: None,
-        fuel_used: None,
-        compile: None,
-    };
+    // Starts as a sandbox error; the verdict and counts are filled in once tests run.
+    let mut report = Report::sandbox_error(
+        submission.task_id.clone(),
+        submission.sample,
+        submission.language.clone(),
+        "",
+    );
+    report.message = None;
     if let Some(message) = &comparisons.sandbox_error {
         report.message = Some(message.clone());
         return Ok(report);
