@@ -5,18 +5,32 @@
 //! tokenizer ([`tokenizer`]), ChatML prompting and code extraction ([`chat`],
 //! [`prompting`]) and a batched sampler with a KV cache ([`generate`]). It is the only
 //! crate of the workspace that links libtorch (`scripts/setup-libtorch.sh`).
+//!
+//! The learner: PPO arithmetic ([`ppo`]), the value head, scoring and update
+//! ([`learner`]), AdamW with exportable state ([`optim`]), in-process rewards from
+//! crucible-judge ([`reward`]), a per-problem curriculum ([`curriculum`]), the training
+//! run with SFT warm start, evaluation, metrics and checkpoints ([`run`]), PNG curves
+//! ([`plot`]) and a synthetic task family ([`synthetic`]).
 
 #![warn(missing_docs)]
 
 pub mod chat;
 pub mod config;
 pub mod convert;
+pub mod curriculum;
 pub mod generate;
 pub mod gguf;
+pub mod learner;
 pub mod model;
+pub mod optim;
+pub mod plot;
 pub mod policy;
+pub mod ppo;
 pub mod prompting;
+pub mod reward;
+pub mod run;
 pub mod safetensors;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod wheel;
 
