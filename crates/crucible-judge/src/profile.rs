@@ -311,9 +311,24 @@ impl Profiles {
                 }
             }
         }
+        // Resolving a profile runs its toolchain's probes (`gcc --version`, `rustc -vV`,
+        // ...); run them side by side so that start-up waits for the slowest, not the sum.
+        let resolved: Vec<(String, Result<LanguageProfile, JudgeError>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = files
+                    .into_iter()
+                    .map(|(name, (origin, file))| {
+                        scope.spawn(move || (name, LanguageProfile::resolve(file, &origin)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
         let mut profiles = Profiles::default();
-        for (name, (origin, file)) in files {
-            match LanguageProfile::resolve(file, &origin) {
+        for (name, result) in resolved {
+            match result {
                 Ok(p) => {
                     profiles.profiles.insert(name, p);
                 }
