@@ -198,6 +198,27 @@ enum Command {
     /// synthetic train split, then PPO raises its held-out pass@1 (judged by the real
     /// judge). Ends by printing `held-out pass@1: A% -> B%`.
     Demo(PpoArgs),
+    /// Time one PPO update (scoring with the policy, its value head and the reference,
+    /// GAE, whitening, the minibatch epochs with AdamW) of the demo's tiny model on a
+    /// fixed random batch; prints one JSON line with the median. scripts/ppo-bench.sh
+    /// runs it beside a PyTorch reference.
+    PpoBench {
+        /// Prompts per step (each sampled `group_size` times, as in the demo config).
+        #[arg(long, default_value_t = 32)]
+        prompts: usize,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 48)]
+        prompt_len: usize,
+        /// Response length in tokens (the last one is the end token).
+        #[arg(long, default_value_t = 96)]
+        response_len: usize,
+        /// Timed updates (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// CPU threads for libtorch.
+        #[arg(long)]
+        threads: Option<i32>,
+    },
     /// Write PNG curves of a run directory's metrics (curves.png, heldout.png).
     Plot {
         /// The run directory.
@@ -359,6 +380,13 @@ fn run(cli: Cli) -> Result<()> {
         } => synth_cmd(&out_dir, train, heldout, seed),
         Command::Ppo(args) => ppo_cmd(args, false),
         Command::Demo(args) => ppo_cmd(args, true),
+        Command::PpoBench {
+            prompts,
+            prompt_len,
+            response_len,
+            repeats,
+            threads,
+        } => ppo_bench(prompts, prompt_len, response_len, repeats, threads),
         Command::Plot { run_dir } => {
             for f in crucible_train::plot::plot_run(&run_dir)? {
                 println!("{}", f.display());
@@ -776,5 +804,82 @@ fn bench(a: BenchArgs) -> Result<()> {
             })
         );
     }
+    Ok(())
+}
+
+fn ppo_bench(
+    prompts: usize,
+    prompt_len: usize,
+    response_len: usize,
+    repeats: usize,
+    threads: Option<i32>,
+) -> Result<()> {
+    use crucible_train::generate::Rng;
+    use crucible_train::learner::{Learner, Sample};
+    use crucible_train::run::{tiny_policy, RunConfig};
+    use crucible_train::synthetic;
+    if let Some(n) = threads {
+        tch::set_num_threads(n);
+    }
+    if prompt_len == 0 || response_len == 0 || prompts == 0 {
+        bail!("--prompts, --prompt-len and --response-len must be at least 1");
+    }
+    let table: toml::Table = DEMO_CONFIG.parse().context("built-in demo config")?;
+    let sets: Vec<String> = table.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cfg = RunConfig::load(None, &sets)?;
+    tch::manual_seed(0);
+    let policy = tiny_policy(&cfg, Device::Cpu)?;
+    let mut learner = Learner::new(policy, cfg.lr, &cfg.update)?;
+    // Token ids past the special ones; every response ends with the end token.
+    let vocab = synthetic::char_vocab_size() as u64;
+    let mut rng = Rng::new(1);
+    let token = |rng: &mut Rng| (2 + rng.next_u64() % (vocab - 2)) as u32;
+    let group = cfg.update.group_size.max(1);
+    let mut samples = Vec::new();
+    let mut scores = Vec::new();
+    for p in 0..prompts {
+        let prompt: Vec<u32> = (0..prompt_len).map(|_| token(&mut rng)).collect();
+        for _ in 0..group {
+            let mut response: Vec<u32> = (1..response_len).map(|_| token(&mut rng)).collect();
+            response.push(synthetic::EOS_ID);
+            samples.push(Sample {
+                problem: p,
+                prompt: prompt.clone(),
+                response,
+                finished: true,
+                completion: String::new(),
+            });
+            scores.push(Some((rng.next_u64() % 2) as f64));
+        }
+    }
+    let mut times = Vec::new();
+    for i in 0..=repeats.max(1) {
+        let t = std::time::Instant::now();
+        learner.update(&samples, &scores, &cfg.update, &mut rng);
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let c = learner.policy.model.config();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "crucible-train (tch)",
+            "samples": samples.len(),
+            "prompt_len": prompt_len,
+            "response_len": response_len,
+            "hidden": c.hidden_size,
+            "layers": c.num_hidden_layers,
+            "heads": c.num_attention_heads,
+            "intermediate": c.intermediate_size,
+            "vocab": c.vocab_size,
+            "epochs": cfg.update.epochs,
+            "minibatch_size": cfg.update.minibatch_size,
+            "threads": tch::get_num_threads(),
+            "update_ms": times,
+            "median_ms": times[times.len() / 2],
+        })
+    );
     Ok(())
 }
