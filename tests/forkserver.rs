@@ -7,7 +7,10 @@
 //! single slot, so every execution is forked from the same zygote as the one before.
 
 use crucible_core::{Limits, RunStatus};
-use crucible_suite::{fork_request, json_line, tight_limits, ForkHarness, Sentinel};
+use crucible_suite::{
+    assert_mixed_outcome, fork_request, json_line, tight_limits, ForkHarness, Sentinel,
+    MIXED_PROGRAMS,
+};
 use serde_json::Value;
 use std::io::ErrorKind;
 use std::net::TcpListener;
@@ -801,12 +804,7 @@ fn many_parallel_runs_share_one_server() {
             .map(|i| {
                 let h = &h;
                 s.spawn(move || {
-                    let code = match i % 4 {
-                        0 => "print(sum(range(1000)))",
-                        1 => "import time; time.sleep(5)",
-                        2 => "import sys\nwhile True: sys.stdout.write('z' * 4096)",
-                        _ => "import sys; sys.exit(sys.stdin.read() == 'in')",
-                    };
+                    let code = MIXED_PROGRAMS[i % 4].0;
                     let mut limits = tight_limits();
                     limits.wall_time_ms = 1_500;
                     let mut req = fork_request(code, limits);
@@ -817,16 +815,7 @@ fn many_parallel_runs_share_one_server() {
             .collect();
         for hd in handles {
             let (i, r) = hd.join().unwrap();
-            let want = [
-                RunStatus::Ok,
-                RunStatus::TimeLimitExceeded,
-                RunStatus::OutputLimitExceeded,
-                RunStatus::RuntimeError,
-            ][i % 4];
-            assert_eq!(r.status, want, "run {i}: {r:#?}");
-            if i % 4 == 0 {
-                assert_eq!(r.stdout, "499500\n");
-            }
+            assert_mixed_outcome(i, &r);
         }
     });
     h.finish();

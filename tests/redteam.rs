@@ -8,8 +8,8 @@
 use crucible_core::{Limits, RunStatus};
 use crucible_sandbox::{CgroupMode, ProcessSandbox, RunSpec, SandboxConfig};
 use crucible_suite::{
-    json_line, our_processes, python_file_spec, python_spec, runs_exclusive, tight_limits, Harness,
-    Sentinel,
+    assert_mixed_outcome, json_line, our_processes, python_file_spec, python_spec, runs_exclusive,
+    tight_limits, Harness, Sentinel, MIXED_PROGRAMS,
 };
 use serde_json::Value;
 use std::io::ErrorKind;
@@ -700,12 +700,7 @@ fn many_parallel_runs_share_one_sandbox() {
             .map(|i| {
                 s.spawn(move || {
                     let _g = crucible_suite::runs_shared();
-                    let code = match i % 4 {
-                        0 => "print(sum(range(1000)))",
-                        1 => "import time; time.sleep(5)",
-                        2 => "import sys\nwhile True: sys.stdout.write('z' * 4096)",
-                        _ => "import sys; sys.exit(sys.stdin.read() == 'in')",
-                    };
+                    let code = MIXED_PROGRAMS[i % 4].0;
                     let mut limits = tight_limits();
                     limits.wall_time_ms = 1_500;
                     let mut spec = python_spec(code, limits);
@@ -716,16 +711,7 @@ fn many_parallel_runs_share_one_sandbox() {
             .collect();
         for hd in handles {
             let (i, r) = hd.join().unwrap();
-            let want = [
-                RunStatus::Ok,
-                RunStatus::TimeLimitExceeded,
-                RunStatus::OutputLimitExceeded,
-                RunStatus::RuntimeError,
-            ][i % 4];
-            assert_eq!(r.status, want, "run {i}: {r:#?}");
-            if i % 4 == 0 {
-                assert_eq!(r.stdout, "499500\n");
-            }
+            assert_mixed_outcome(i, &r);
         }
     });
     h.assert_nothing_left();

@@ -8,7 +8,7 @@
 mod judging;
 pub use judging::{judge_in_order, shared_dataset};
 
-use crucible_core::{Limits, Report, RunReport, TestOutcome};
+use crucible_core::{Limits, Report, RunReport, RunStatus, TestOutcome};
 use crucible_sandbox::{
     ExecRequest, ForkServer, ProcessSandbox, RunSpec, SandboxConfig, ZygoteSpec, PYTHON_ZYGOTE,
 };
@@ -443,5 +443,31 @@ pub fn comparable(r: &Report) -> Report {
             })
             .collect(),
         ..r.clone()
+    }
+}
+
+/// Programs for the parallel-run tests, each with the status it must end in: one that
+/// prints, one that sleeps past the wall clock, one that floods stdout, one that exits by
+/// what it reads (stdin `in` gives exit status 1).
+pub const MIXED_PROGRAMS: [(&str, RunStatus); 4] = [
+    ("print(sum(range(1000)))", RunStatus::Ok),
+    ("import time; time.sleep(5)", RunStatus::TimeLimitExceeded),
+    (
+        "import sys\nwhile True: sys.stdout.write('z' * 4096)",
+        RunStatus::OutputLimitExceeded,
+    ),
+    (
+        "import sys; sys.exit(sys.stdin.read() == 'in')",
+        RunStatus::RuntimeError,
+    ),
+];
+
+/// Checks run `i` of a parallel-run test, which ran `MIXED_PROGRAMS[i % 4]` with stdin
+/// `in` and a 1.5 s wall clock.
+pub fn assert_mixed_outcome(i: usize, r: &RunReport) {
+    let want = MIXED_PROGRAMS[i % 4].1;
+    assert_eq!(r.status, want, "run {i}: {r:#?}");
+    if want == RunStatus::Ok {
+        assert_eq!(r.stdout, "499500\n");
     }
 }
