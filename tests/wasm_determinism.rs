@@ -94,8 +94,10 @@ fn humaneval_canonical_twice_gives_identical_reports() {
 /// not a design choice. Some programs' fuel_used does not repeat exactly: HumanEval/32's
 /// canonical solution gives 397,264,233 on most runs and 397,264,095 on about one in
 /// twelve (`crucible run --lang python-wasm`, one run per process), every other field the
-/// same; HumanEval/50 has shown it too. The cause is not found yet; it is not the
-/// harness nonce and not the epoch callback (both ruled out by experiment).
+/// same; HumanEval/50 has shown it too. Cause: WASI filestat passes the host's real
+/// timestamps through, and importlib compares `/work`'s mtime before importing a module
+/// outside the snapshot (`import copy` alone shows it; with `/work` off `sys.path` it
+/// repeats exactly). Tighten this back to 0 once filestat reports virtual times.
 const FUEL_JITTER: u64 = 1_000;
 
 fn loop_limits() -> Limits {
