@@ -471,3 +471,26 @@ pub fn assert_mixed_outcome(i: usize, r: &RunReport) {
         assert_eq!(r.stdout, "499500\n");
     }
 }
+
+/// Checks the identity report a program printed about itself (hostname, groups,
+/// capabilities, NoNewPrivs, Seccomp, as the isolation tests' probe prints them): another
+/// hostname than the host's, no supplementary groups, no capabilities in any set,
+/// no_new_privs set and a seccomp filter in force.
+pub fn assert_unprivileged(v: &serde_json::Value) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(v["hostname"].as_str().unwrap(), host.trim());
+    assert_eq!(
+        v["groups"],
+        serde_json::json!([]),
+        "no supplementary groups"
+    );
+    for c in v["caps"].as_array().unwrap() {
+        assert_eq!(
+            c.as_str().unwrap(),
+            "0000000000000000",
+            "no capabilities: {v}"
+        );
+    }
+    assert_eq!(v["nnp"], "1");
+    assert_eq!(v["seccomp"], "2");
+}

@@ -147,36 +147,7 @@ enum Command {
     },
     /// Measure generation throughput: fixed-length generations (end tokens ignored) at
     /// each batch size; prints one JSON line per batch size.
-    Bench {
-        /// Model folder; without it, a random-weight model of --config is used (same
-        /// arithmetic, so the same speed).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Config of the random model: smollm2-135m or tiny.
-        #[arg(long, default_value = "smollm2-135m")]
-        config: String,
-        /// auto, cpu, cuda or cuda:N.
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// f32, bf16 or f16 (default: f32 on CPU, bf16 on CUDA).
-        #[arg(long)]
-        dtype: Option<String>,
-        /// Batch sizes, comma-separated.
-        #[arg(long, default_value = "1,8", value_delimiter = ',')]
-        batch: Vec<usize>,
-        /// Prompt tokens per row.
-        #[arg(long, default_value_t = 128)]
-        prompt_tokens: usize,
-        /// New tokens per row.
-        #[arg(long, default_value_t = 128)]
-        new_tokens: usize,
-        /// Timed repetitions per batch size (after one warm-up).
-        #[arg(long, default_value_t = 2)]
-        repeats: usize,
-        /// CPU threads for libtorch.
-        #[arg(long)]
-        threads: Option<i32>,
-    },
+    Bench(BenchArgs),
     /// Write the synthetic task family (train and held-out splits, native JSONL).
     Synth {
         /// Output folder.
@@ -429,27 +400,7 @@ fn run(cli: Cli) -> Result<()> {
             limit,
             no_progress,
         ),
-        Command::Bench {
-            model,
-            config,
-            device,
-            dtype,
-            batch,
-            prompt_tokens,
-            new_tokens,
-            repeats,
-            threads,
-        } => bench(BenchArgs {
-            model,
-            config,
-            device,
-            dtype,
-            batch,
-            prompt_tokens,
-            new_tokens,
-            repeats,
-            threads,
-        }),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -709,15 +660,36 @@ fn sample(
     Ok(())
 }
 
+/// `crucible-train bench`: fixed-length generations at each batch size.
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// Model folder; without it, a random-weight model of --config is used (same
+    /// arithmetic, so the same speed).
+    #[arg(long)]
     model: Option<PathBuf>,
+    /// Config of the random model: smollm2-135m or tiny.
+    #[arg(long, default_value = "smollm2-135m")]
     config: String,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
+    /// f32, bf16 or f16 (default: f32 on CPU, bf16 on CUDA).
+    #[arg(long)]
     dtype: Option<String>,
+    /// Batch sizes, comma-separated.
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
     batch: Vec<usize>,
+    /// Prompt tokens per row.
+    #[arg(long, default_value_t = 128)]
     prompt_tokens: usize,
+    /// New tokens per row.
+    #[arg(long, default_value_t = 128)]
     new_tokens: usize,
+    /// Timed repetitions per batch size (after one warm-up).
+    #[arg(long, default_value_t = 2)]
     repeats: usize,
+    /// CPU threads for libtorch.
+    #[arg(long)]
     threads: Option<i32>,
 }
 
