@@ -9,6 +9,7 @@
 # A run ends through os._exit with the program's exit status, so the interpreter is never
 # finalised (the run's instance is thrown away anyway).
 import builtins
+import importlib
 import json
 import os
 import sys
@@ -76,6 +77,9 @@ def _run():
     status = 1
     try:
         os.chdir(WORK)
+        # File times are constant under Crucible's WASI (they would leak host timing), so
+        # importlib cannot see by itself that the judge wrote files since the snapshot.
+        importlib.invalidate_caches()
         try:
             # The run's whole WASI argv: python, this file, "run", the program...
             with open(ARGV_FILE, "r", encoding="utf-8") as f:

@@ -235,6 +235,8 @@ pub(crate) struct RunState {
     file_limit: u64,
     /// Which host-side limit stopped the run, if one did.
     stopped: Option<Stopped>,
+    /// The deterministic file identities and times the guest sees.
+    files: wasi::VirtualFiles,
 }
 
 /// A limit enforced from the epoch callback, outside guest code.
@@ -789,6 +791,7 @@ impl WasmSandbox {
             dir: dir.to_path_buf(),
             file_limit: spec.limits.work_dir_bytes,
             stopped: None,
+            files: wasi::VirtualFiles::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -3,12 +3,17 @@
 //! guest can observe depends on the host's clock, load or disk.
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use wasmtime::{Caller, Extern, Linker, Memory};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p1::types::{Error as WasiError, Filestat, Lookupflags};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wiggle::{GuestMemory, GuestPtr};
 
 use super::RunState;
 
@@ -28,6 +33,10 @@ const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
 const CLOCK_REALTIME: u32 = 0;
+// Layout of a `dirent` (wasi_snapshot_preview1.witx).
+const DIRENT_HEADER: usize = 24;
+const DIRENT_INO: usize = 8;
+const DIRENT_NAMLEN: usize = 16;
 
 /// Captured stdout or stderr with a cap. Past the cap the write traps, which ends the run
 /// at once (as the process backend kills a program at its cap) and is reported as
@@ -209,11 +218,146 @@ fn write_u64(caller: &mut Caller<'_, RunState>, mem: Memory, ptr: u32, v: u64) -
     }
 }
 
+const M: &str = "wasi_snapshot_preview1";
+
+/// What a guest sees of file identities and times, made deterministic. The host's inode
+/// numbers and timestamps differ from run to run (a fresh work dir, files written just
+/// now), and whether a file's host mtime moves between two looks depends on the kernel's
+/// timestamp granularity, i.e. on timing. CPython branches on it (importlib re-lists a
+/// directory when its mtime changes), which made fuel_used vary. So inode numbers are
+/// numbered in the order the guest first sees them, and every timestamp is the virtual
+/// epoch: files never appear to change time, as on a read-only image. A program that
+/// writes a module and then imports it must call `importlib.invalidate_caches()` first,
+/// as CPython's documentation asks anyway.
+#[derive(Default)]
+pub(crate) struct VirtualFiles {
+    inos: HashMap<u64, u64>,
+}
+
+impl VirtualFiles {
+    fn ino(&mut self, host: u64) -> u64 {
+        if host == 0 {
+            return 0; // stdio: wasmtime-wasi reports no identity
+        }
+        let next = self.inos.len() as u64 + 1;
+        *self.inos.entry(host).or_insert(next)
+    }
+
+    /// Our inode number, and the epoch for every time the host gave (stdio's zeros
+    /// stay zero).
+    fn filestat(&mut self, mut stat: Filestat) -> Filestat {
+        for t in [&mut stat.atim, &mut stat.mtim, &mut stat.ctim] {
+            if *t != 0 {
+                *t = VIRTUAL_EPOCH_NS;
+            }
+        }
+        stat.ino = self.ino(stat.ino);
+        stat
+    }
+
+    /// Rewrites the inode numbers of the whole `dirent` headers in a readdir buffer.
+    fn dirents(&mut self, buf: &mut [u8]) {
+        let mut off = 0;
+        while off + DIRENT_HEADER <= buf.len() {
+            let ino = self.ino(read_u64(buf, off + DIRENT_INO));
+            buf[off + DIRENT_INO..off + DIRENT_INO + 8].copy_from_slice(&ino.to_le_bytes());
+            let namlen = u32::from_le_bytes(
+                buf[off + DIRENT_NAMLEN..off + DIRENT_NAMLEN + 4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            );
+            off = off + DIRENT_HEADER + namlen as usize;
+        }
+    }
+}
+
+fn read_u64(buf: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(buf[off..off + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// Runs one of wasmtime-wasi's preview1 functions on the guest's memory and the run's
+/// WASI context. Returns Ok(errno) for the guest (0 on success); a trap stays a trap.
+fn call_wasi(
+    caller: &mut Caller<'_, RunState>,
+    f: impl AsyncFnOnce(
+        &mut WasiP1Ctx,
+        &mut GuestMemory<'_>,
+        &mut VirtualFiles,
+    ) -> Result<(), WasiError>,
+) -> wasmtime::Result<i32> {
+    let Some(mem) = memory(caller) else {
+        return Ok(ERRNO_FAULT);
+    };
+    let (bytes, state) = mem.data_and_store_mut(caller);
+    let mut guest = GuestMemory::Unshared(bytes);
+    let out = wasmtime_wasi::runtime::in_tokio(f(&mut state.wasi, &mut guest, &mut state.files));
+    match out {
+        Ok(()) => Ok(ERRNO_SUCCESS),
+        Err(e) => match e.downcast() {
+            Ok(errno) => Ok(errno as i32),
+            Err(trap) => Err(trap),
+        },
+    }
+}
+
 /// Replaces the preview1 imports whose behaviour would make runs differ: the clocks and
-/// poll_oneoff (host time, real sleeps).
+/// poll_oneoff (host time, real sleeps), and the file-metadata calls (host inode numbers
+/// and timestamps; see [`VirtualFiles`]).
 pub(crate) fn add_overrides(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    const M: &str = "wasi_snapshot_preview1";
     linker.allow_shadowing(true);
+    linker.func_wrap(
+        M,
+        "fd_filestat_get",
+        |mut caller: Caller<'_, RunState>, fd: u32, out: u32| -> wasmtime::Result<i32> {
+            call_wasi(&mut caller, async |wasi, mem, files| {
+                let stat = wasi.fd_filestat_get(mem, fd.into()).await?;
+                mem.write(GuestPtr::new(out), files.filestat(stat))?;
+                Ok(())
+            })
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_filestat_get",
+        |mut caller: Caller<'_, RunState>,
+         fd: u32,
+         flags: u32,
+         path: u32,
+         path_len: u32,
+         out: u32|
+         -> wasmtime::Result<i32> {
+            call_wasi(&mut caller, async |wasi, mem, files| {
+                let flags = Lookupflags::try_from(flags)?;
+                let path = GuestPtr::new((path, path_len));
+                let stat = wasi.path_filestat_get(mem, fd.into(), flags, path).await?;
+                mem.write(GuestPtr::new(out), files.filestat(stat))?;
+                Ok(())
+            })
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_readdir",
+        |mut caller: Caller<'_, RunState>,
+         fd: u32,
+         buf: u32,
+         buf_len: u32,
+         cookie: u64,
+         used_ptr: u32|
+         -> wasmtime::Result<i32> {
+            call_wasi(&mut caller, async |wasi, mem, files| {
+                let start = GuestPtr::<u8>::new(buf);
+                let used = wasi
+                    .fd_readdir(mem, fd.into(), start, buf_len, cookie)
+                    .await?;
+                if let Some(bytes) = mem.as_slice_mut(start.as_array(used))? {
+                    files.dirents(bytes);
+                }
+                mem.write(GuestPtr::new(used_ptr), used)?;
+                Ok(())
+            })
+        },
+    )?;
     linker.func_wrap(
         M,
         "clock_time_get",
@@ -344,6 +488,47 @@ mod tests {
         let (data, over) = p.take();
         assert_eq!(data, b"abcde");
         assert!(over);
+    }
+
+    #[test]
+    fn file_identities_are_numbered_in_order_of_first_sight() {
+        let mut v = VirtualFiles::default();
+        assert_eq!(v.ino(0), 0);
+        assert_eq!(v.ino(0xdead), 1);
+        assert_eq!(v.ino(0xbeef), 2);
+        assert_eq!(v.ino(0xdead), 1);
+    }
+
+    #[test]
+    fn filestat_and_dirents_are_rewritten_in_place() {
+        let mut v = VirtualFiles::default();
+        let stat = v.filestat(Filestat {
+            dev: 1,
+            ino: 0x1234,
+            filetype: wasmtime_wasi::p1::types::Filetype::RegularFile,
+            nlink: 1,
+            size: 42,
+            atim: 1_700_000_000_123,
+            mtim: 1_800_000_000_456,
+            ctim: 0,
+        });
+        assert_eq!((stat.ino, stat.size), (1, 42));
+        assert_eq!((stat.atim, stat.mtim), (VIRTUAL_EPOCH_NS, VIRTUAL_EPOCH_NS));
+        assert_eq!(stat.ctim, 0, "a time the host left unset stays unset");
+        // Two entries ("a", "bc") and a cut-off third header: same file, same number.
+        let mut buf = Vec::new();
+        for (ino, name) in [(0x9999u64, "a"), (0x1234, "bc")] {
+            let mut h = [0u8; DIRENT_HEADER];
+            h[DIRENT_INO..DIRENT_INO + 8].copy_from_slice(&ino.to_le_bytes());
+            h[DIRENT_NAMLEN..DIRENT_NAMLEN + 4].copy_from_slice(&(name.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&h);
+            buf.extend_from_slice(name.as_bytes());
+        }
+        buf.extend_from_slice(&[0xff; 10]);
+        v.dirents(&mut buf);
+        assert_eq!(read_u64(&buf, DIRENT_INO), 2);
+        assert_eq!(read_u64(&buf, DIRENT_HEADER + 1 + DIRENT_INO), 1);
+        assert_eq!(&buf[buf.len() - 10..], &[0xff; 10]);
     }
 
     #[test]
