@@ -4,6 +4,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The profiles shipped in sandboxes/, built into the binary so it runs from anywhere.
 const BUILTIN: &[(&str, &str)] = &[
@@ -277,17 +278,55 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The language profiles available to a judge, by name.
+/// The language profiles available to a judge, by name. A profile's toolchain is probed
+/// (`gcc --version`, `rustc -vV`, ...) the first time it is asked for, so a process that
+/// judges Python never waits for the C, Rust or wasm probes.
 #[derive(Debug, Clone, Default)]
 pub struct Profiles {
-    profiles: BTreeMap<String, LanguageProfile>,
-    unavailable: BTreeMap<String, String>,
+    entries: BTreeMap<String, Entry>,
+    /// The fuel budget `set_wasm_fuel` gave, applied to wasm profiles as they resolve.
+    wasm_fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    origin: PathBuf,
+    file: ProfileFile,
+    resolved: OnceLock<Result<LanguageProfile, Failure>>,
+}
+
+/// Why a profile cannot be used, kept so that every later lookup says the same.
+#[derive(Debug, Clone)]
+enum Failure {
+    Unavailable(String),
+    Profile(PathBuf, String),
+}
+
+impl Entry {
+    fn resolved(&self, fuel: Option<u64>) -> &Result<LanguageProfile, Failure> {
+        self.resolved.get_or_init(|| {
+            match LanguageProfile::resolve(self.file.clone(), &self.origin) {
+                Ok(mut p) => {
+                    if let Some(w) = p.wasm.as_mut() {
+                        w.fuel = fuel;
+                    }
+                    Ok(p)
+                }
+                Err(JudgeError::Unavailable { reason, .. }) => {
+                    tracing::warn!(language = %self.file.name, %reason, "language unavailable");
+                    Err(Failure::Unavailable(reason))
+                }
+                Err(JudgeError::Profile { path, message }) => Err(Failure::Profile(path, message)),
+                Err(e) => Err(Failure::Profile(self.origin.clone(), e.to_string())),
+            }
+        })
+    }
 }
 
 impl Profiles {
     /// The profiles built into the binary, overridden by any `*.toml` in `dir` (when given)
-    /// with the same name. A profile whose toolchain is missing is recorded as unavailable
-    /// rather than failing the rest. Returns an error for a file that does not parse.
+    /// with the same name. Returns an error for a file that cannot be read or parsed; a
+    /// profile whose toolchain is missing is reported as unavailable when it is used.
     pub fn load(dir: Option<&Path>) -> Result<Profiles, JudgeError> {
         let mut files: BTreeMap<String, (PathBuf, ProfileFile)> = BTreeMap::new();
         for (origin, text) in BUILTIN {
@@ -311,70 +350,84 @@ impl Profiles {
                 }
             }
         }
-        // Resolving a profile runs its toolchain's probes (`gcc --version`, `rustc -vV`,
-        // ...); run them side by side so that start-up waits for the slowest, not the sum.
-        let resolved: Vec<(String, Result<LanguageProfile, JudgeError>)> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = files
-                    .into_iter()
-                    .map(|(name, (origin, file))| {
-                        scope.spawn(move || (name, LanguageProfile::resolve(file, &origin)))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
-        let mut profiles = Profiles::default();
-        for (name, result) in resolved {
-            match result {
-                Ok(p) => {
-                    profiles.profiles.insert(name, p);
-                }
-                Err(JudgeError::Unavailable { reason, .. }) => {
-                    tracing::warn!(language = %name, %reason, "language unavailable");
-                    profiles.unavailable.insert(name, reason);
-                }
-                Err(e) => return Err(e),
+        let entries = files
+            .into_iter()
+            .map(|(name, (origin, file))| {
+                let resolved = OnceLock::new();
+                (
+                    name,
+                    Entry {
+                        origin,
+                        file,
+                        resolved,
+                    },
+                )
+            })
+            .collect();
+        Ok(Profiles {
+            entries,
+            wasm_fuel: None,
+        })
+    }
+
+    /// Probes every profile not probed yet, side by side, so that listing them all waits
+    /// for the slowest toolchain, not the sum.
+    fn resolve_all(&self) {
+        let fuel = self.wasm_fuel;
+        std::thread::scope(|scope| {
+            for e in self.entries.values().filter(|e| e.resolved.get().is_none()) {
+                scope.spawn(move || {
+                    e.resolved(fuel);
+                });
             }
-        }
-        Ok(profiles)
+        });
     }
 
     /// The profile called `name`, or an error that lists what is available and says why
     /// a known language is unavailable.
     pub fn get(&self, name: &str) -> Result<&LanguageProfile, JudgeError> {
-        if let Some(p) = self.profiles.get(name) {
-            return Ok(p);
-        }
-        if let Some(reason) = self.unavailable.get(name) {
-            return Err(JudgeError::Unavailable {
+        let Some(entry) = self.entries.get(name) else {
+            return Err(JudgeError::UnknownLanguage {
+                name: name.to_string(),
+                available: self.names().join(", "),
+            });
+        };
+        match entry.resolved(self.wasm_fuel) {
+            Ok(p) => Ok(p),
+            Err(Failure::Unavailable(reason)) => Err(JudgeError::Unavailable {
                 name: name.to_string(),
                 reason: reason.clone(),
-            });
+            }),
+            Err(Failure::Profile(path, message)) => Err(JudgeError::Profile {
+                path: path.clone(),
+                message: message.clone(),
+            }),
         }
-        Err(JudgeError::UnknownLanguage {
-            name: name.to_string(),
-            available: self.names().join(", "),
-        })
     }
 
-    /// Names of the usable profiles, sorted.
+    /// Names of the usable profiles, sorted (probing every toolchain not probed yet).
     pub fn names(&self) -> Vec<String> {
-        self.profiles.keys().cloned().collect()
+        self.iter().map(|p| p.name.clone()).collect()
     }
 
-    /// Every usable profile.
+    /// Every usable profile (probing every toolchain not probed yet).
     pub fn iter(&self) -> impl Iterator<Item = &LanguageProfile> {
-        self.profiles.values()
+        self.resolve_all();
+        self.entries
+            .values()
+            .filter_map(|e| e.resolved.get().and_then(|r| r.as_ref().ok()))
     }
 
     /// Gives every wasm profile a fixed fuel budget per run (`--fuel`), or back the one
     /// derived from its time limit (`None`).
     pub fn set_wasm_fuel(&mut self, fuel: Option<u64>) {
-        for w in self.profiles.values_mut().filter_map(|p| p.wasm.as_mut()) {
-            w.fuel = fuel;
+        self.wasm_fuel = fuel;
+        for e in self.entries.values_mut() {
+            if let Some(Ok(p)) = e.resolved.get_mut() {
+                if let Some(w) = p.wasm.as_mut() {
+                    w.fuel = fuel;
+                }
+            }
         }
     }
 }
@@ -417,6 +470,48 @@ mod tests {
         let p = Profiles::load(None).unwrap();
         let e = p.get("cobol").unwrap_err().to_string();
         assert!(e.contains("cobol") && e.contains("python"), "{e}");
+    }
+
+    #[test]
+    fn toolchains_are_probed_on_first_use_and_failures_repeat() {
+        // A profile whose interpreter is missing and one whose `run` is empty: loading
+        // succeeds (nothing is probed), and each says what is wrong when asked for.
+        let dir = tempfile::tempdir().unwrap();
+        let python = include_str!("../../../sandboxes/python.toml");
+        let missing = python
+            .replace("name = \"python\"", "name = \"py-missing\"")
+            .replace(
+                "[\"/usr/bin/python3\", \"python3\"]",
+                "[\"/nonexistent/python9\"]",
+            );
+        std::fs::write(dir.path().join("missing.toml"), missing).unwrap();
+        let empty_run = python
+            .replace("name = \"python\"", "name = \"py-norun\"")
+            .replace(
+                "run = [\"{interpreter}\", \"-s\", \"-P\", \"{file}\"]",
+                "run = []",
+            );
+        std::fs::write(dir.path().join("norun.toml"), empty_run).unwrap();
+        let p = Profiles::load(Some(dir.path())).unwrap();
+        assert!(p.entries.values().all(|e| e.resolved.get().is_none()));
+        assert!(p.get("python").is_ok());
+        let resolved = p
+            .entries
+            .values()
+            .filter(|e| e.resolved.get().is_some())
+            .count();
+        assert_eq!(resolved, 1, "only python was probed");
+        for _ in 0..2 {
+            let e = p.get("py-missing").unwrap_err();
+            assert!(matches!(e, JudgeError::Unavailable { .. }), "{e}");
+            assert!(e.to_string().contains("/nonexistent/python9"), "{e}");
+            let e = p.get("py-norun").unwrap_err().to_string();
+            assert!(
+                e.contains("norun.toml") && e.contains("`run` is empty"),
+                "{e}"
+            );
+        }
+        assert!(!p.names().contains(&"py-missing".to_string()));
     }
 
     #[test]
