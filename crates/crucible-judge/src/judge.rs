@@ -57,18 +57,19 @@ pub struct Judge {
     compile_cache: CompileCache,
     fork_enabled: bool,
     fork_slots: usize,
-    /// Per language with `fork_server = true`: its server once started (None when it
-    /// could not start).
+    /// Per language: its fork server once started, for a profile with `fork_server =
+    /// true` (None when it could not start).
     forks: HashMap<String, OnceLock<Option<ForkServer>>>,
 }
 
 impl Judge {
     /// A judge over `sandbox` with the languages in `profiles`.
     pub fn new(sandbox: ProcessSandbox, profiles: Profiles, options: JudgeOptions) -> Judge {
+        // A cell per language, whether or not it uses a fork server: listing only those
+        // that do would probe every toolchain now (see `Profiles`).
         let forks = profiles
-            .iter()
-            .filter(|p| p.fork_server)
-            .map(|p| (p.name.clone(), OnceLock::new()))
+            .declared_names()
+            .map(|name| (name.to_string(), OnceLock::new()))
             .collect();
         Judge {
             sandbox,

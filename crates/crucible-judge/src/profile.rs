@@ -405,6 +405,11 @@ impl Profiles {
         }
     }
 
+    /// Names of every profile loaded, usable or not, sorted; probes nothing.
+    pub fn declared_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     /// Names of the usable profiles, sorted (probing every toolchain not probed yet).
     pub fn names(&self) -> Vec<String> {
         self.iter().map(|p| p.name.clone()).collect()

@@ -174,7 +174,7 @@ enum Command {
     /// fixed random batch; prints one JSON line with the median. scripts/ppo-bench.sh
     /// runs it beside a PyTorch reference.
     PpoBench {
-        /// Prompts per step (each sampled `group_size` times, as in the demo config).
+        /// Prompts per step (each sampled 4 times).
         #[arg(long, default_value_t = 32)]
         prompts: usize,
         /// Prompt length in tokens.
@@ -224,6 +224,14 @@ struct PpoArgs {
 
 /// The demo's settings, before a config file and flags.
 const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
+/// The update `ppo-bench` times, on top of the demo's model settings.
+const BENCH_UPDATE: &[&str] = &[
+    "advantage=\"ppo\"",
+    "group_size=4",
+    "epochs=1",
+    "minibatch_size=64",
+    "lr=1e-4",
+];
 
 fn ppo_cmd(args: PpoArgs, demo: bool) -> Result<()> {
     use crucible_train::run::{train, RunConfig};
@@ -797,7 +805,11 @@ fn ppo_bench(
         bail!("--prompts, --prompt-len and --response-len must be at least 1");
     }
     let table: toml::Table = DEMO_CONFIG.parse().context("built-in demo config")?;
-    let sets: Vec<String> = table.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut sets: Vec<String> = table.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The update scripts/ppo_bench_ref.py implements, whatever the demo now uses: PPO
+    // with the value head and GAE, 4 samples per prompt, one epoch of 64-sample
+    // minibatches.
+    sets.extend(BENCH_UPDATE.iter().map(|s| s.to_string()));
     let cfg = RunConfig::load(None, &sets)?;
     tch::manual_seed(0);
     let policy = tiny_policy(&cfg, Device::Cpu)?;
