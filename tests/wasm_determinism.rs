@@ -7,7 +7,7 @@
 //! (or $CRUCIBLE_SHARED_DATASETS); each test is skipped with a message when one is absent,
 //! unless CRUCIBLE_REQUIRE_WASM is set (CI), which makes a missing guest a failure.
 
-use crucible_core::{Limits, Problem, Report, RunStatus, Submission};
+use crucible_core::{Limits, Problem, Report, RunReport, RunStatus, Submission};
 use crucible_datasets::{canonical_submissions, load, DatasetKind};
 use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
@@ -79,6 +79,19 @@ fn humaneval_canonical_twice_gives_identical_reports() {
     }
 }
 
+/// `code` run `n` times under python-wasm; the first run must succeed.
+fn python_runs(judge: &Judge, code: &str, n: usize) -> Vec<RunReport> {
+    let runs: Vec<RunReport> = (0..n)
+        .map(|_| {
+            judge
+                .run_source("python-wasm", code, b"", None)
+                .expect("runnable")
+        })
+        .collect();
+    assert_eq!(runs[0].status, RunStatus::Ok, "{:?}", runs[0]);
+    runs
+}
+
 fn loop_limits() -> Limits {
     Limits::default().with_time_ms(300).with_memory_mb(128)
 }
@@ -129,14 +142,7 @@ fn file_metadata_and_imports_repeat_exactly() {
         b, c = os.stat('/work'), os.stat('x.txt')\n\
         print(a.st_ino, a.st_mtime_ns, b.st_mtime_ns, c.st_ino, c.st_ctime_ns, c.st_size)\n\
         print(sorted((e.name, e.inode()) for e in os.scandir('/work')))\n";
-    let runs: Vec<_> = (0..12)
-        .map(|_| {
-            judge
-                .run_source("python-wasm", code, b"", None)
-                .expect("runnable")
-        })
-        .collect();
-    assert_eq!(runs[0].status, RunStatus::Ok, "{:?}", runs[0]);
+    let runs = python_runs(&judge, code, 12);
     let first = runs[0].stdout.clone();
     // The work dir keeps its time (the epoch, 2024-01-01) when a file is written in it,
     // and the new file's inode number comes after the ones seen before.
@@ -177,14 +183,7 @@ fn a_finishing_program_uses_the_same_fuel_every_time() {
     let Some(judge) = judge() else { return };
     // Time, randomness and hashing all feed the output: each must repeat.
     let code = "import random, time, os, uuid\nt0 = time.perf_counter()\ns = sum(i * i for i in range(20000))\nprint(s, random.random(), os.urandom(4).hex(), uuid.uuid4(), hash('x'), time.time(), time.perf_counter() - t0)\n";
-    let runs: Vec<_> = (0..3)
-        .map(|_| {
-            judge
-                .run_source("python-wasm", code, b"", None)
-                .expect("runnable")
-        })
-        .collect();
-    assert_eq!(runs[0].status, RunStatus::Ok, "{:?}", runs[0]);
+    let runs = python_runs(&judge, code, 3);
     for r in &runs[1..] {
         assert_eq!(r.stdout, runs[0].stdout);
         assert_eq!(r.fuel_used, runs[0].fuel_used);
