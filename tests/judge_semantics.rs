@@ -147,6 +147,72 @@ fn reading_the_test_spec_finds_nothing() {
 }
 
 #[test]
+fn the_work_dir_looks_the_same_either_way() {
+    // The fork server's zygote takes the tests spec before forking and never writes it;
+    // a fresh run's harness deletes it before the submission runs. Either way the
+    // submission sees the same two files.
+    let p = problem(vec![TestCase::Assert {
+        code: "assert files() == ['.crucible_harness.py', 'solution.py']".into(),
+        entry_point: None,
+    }]);
+    let r = judge_code(
+        &p,
+        "import os\ndef files():\n    return sorted(os.listdir('.'))\n",
+    );
+    assert_eq!(r.verdict, Verdict::Accepted, "{r:?}");
+}
+
+#[test]
+fn tests_are_compiled_before_the_submission_can_tamper_with_compiling() {
+    // A submission that replaces compile (or ast.parse) once it runs must not turn its
+    // tests into no-ops: they were compiled before it ran.
+    for hack in [
+        "import builtins\n_c = builtins.compile\nbuiltins.compile = lambda *a, **k: _c('pass', 'x', 'exec')\n",
+        "import ast\n_p = ast.parse\nast.parse = lambda *a, **k: _p('pass')\n",
+    ] {
+        let code = format!("{hack}def add(a, b):\n    return -1\n");
+        for p in [check_suite(), add_asserts()] {
+            let r = judge_code(&p, &code);
+            assert_eq!(r.verdict, Verdict::WrongAnswer, "{hack}: {r:?}");
+            assert_eq!(r.passed, 0, "{hack}");
+        }
+    }
+}
+
+#[test]
+fn tampering_with_the_zygotes_compiled_tests_reaches_no_later_run() {
+    // One zygote, so both runs are forked from it: the first empties the compiled tests
+    // it can see (the harness's cache and its own plan); the second, wrong, must still
+    // be judged on every assert.
+    let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
+    let mut j = Judge::new(
+        sandbox,
+        Profiles::load(None).unwrap(),
+        JudgeOptions::default(),
+    );
+    j.set_fork_server_slots(1);
+    let p = check_suite();
+    let sub = |completion: &str| Submission {
+        task_id: p.id.clone(),
+        sample: 0,
+        language: "python".into(),
+        completion: completion.into(),
+    };
+    let tamper = "import sys, gc\nm = sys.modules['__main__']\nfor o in gc.get_objects():\n    if type(o).__name__ == '_CheckPlan':\n        o.units = []\n        o.count = 0\nm._COMPILED.clear()\ndef add(a, b):\n    return a + b\n";
+    let r = j.judge(&p, &sub(tamper)).expect("judgeable");
+    assert!(j.fork_server("python").is_some(), "fork server up");
+    assert_eq!(
+        r.total, 3,
+        "the plan was counted before the submission ran: {r:?}"
+    );
+    let r = j
+        .judge(&p, &sub("def add(a, b):\n    return -1\n"))
+        .expect("judgeable");
+    assert_eq!(r.verdict, Verdict::WrongAnswer, "{r:?}");
+    assert_eq!((r.passed, r.total), (0, 3), "{r:?}");
+}
+
+#[test]
 fn program_errors_and_limits() {
     let p = add_asserts();
     let cases = [

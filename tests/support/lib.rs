@@ -269,6 +269,7 @@ pub fn fork_request(code: &str, limits: Limits) -> ExecRequest {
     ExecRequest {
         argv: vec!["/work/runner.py".into(), "/work/main.py".into()],
         files: vec![("main.py".into(), code.as_bytes().to_vec())],
+        prepare: vec![],
         stdin: vec![],
         limits,
     }

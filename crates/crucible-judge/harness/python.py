@@ -10,6 +10,12 @@
 # Records carry a nonce read from SPEC, which is deleted before any submitted code runs,
 # so a program cannot simply print fake results. A program that exits early never emits
 # the final "done" record, and the judge treats that as a failure.
+#
+# In a fork server the zygote calls prepare() with the spec before it forks, so parsing
+# the spec and compiling every test happen once in the warm zygote rather than in each
+# cold child (where touching that much of the interpreter costs several times more);
+# the child then gets the result as main()'s argument and the spec is never written to
+# its work dir. Both ways run the same code in the same order before the submission.
 import builtins
 import os
 import sys
@@ -116,16 +122,128 @@ def _to_json(value):
     return json.loads(json.dumps(value, allow_nan=True))
 
 
-def _tests(spec_path):
+class _Code:
+    # Test code compiled ahead, or the error compiling it gave, raised where the code
+    # would have run. Compiling before any submitted code runs also means a submission
+    # cannot tamper with how its tests are compiled (by patching ast or compile).
+    __slots__ = ("code", "error")
+
+    def __init__(self, stmts=None, name="test", source=None):
+        self.code = self.error = None
+        try:
+            if source is not None:
+                stmts = ast.parse(source).body
+            self.code = _compile_stmts(stmts, name)
+        except Exception as exc:  # noqa: B902 - any failure belongs to the test
+            # Without its traceback, which would keep the compiling frames alive.
+            self.error = exc.with_traceback(None)
+
+    def get(self):
+        if self.error is not None:
+            raise self.error
+        return self.code
+
+
+class _Plan:
+    # Everything a tests run needs before the submission runs: its spec, and the tests
+    # compiled (which depends on the tests alone, not on the run's nonce).
+    __slots__ = ("spec", "compiled")
+
+    def __init__(self, spec, compiled=None):
+        self.spec = spec
+        self.compiled = compiled if compiled is not None else _Compiled(spec)
+
+
+class _Compiled:
+    # The test setup and every test compiled, each check suite parsed.
+    __slots__ = ("setup", "checks", "codes")
+
+    def __init__(self, spec):
+        global ast
+        import ast
+
+        setup = spec.get("setup") or ""
+        self.setup = _Code(source=setup, name="setup") if setup.strip() else None
+        self.checks = {}
+        self.codes = {}
+        for test in spec["tests"]:
+            if test["kind"] != "assert":
+                continue
+            if test.get("entry_point"):
+                self.checks[test["id"]] = _CheckPlan(test)
+            else:
+                self.codes[test["id"]] = _Code(source=test["code"])
+
+
+class _CheckPlan:
+    # HumanEval style: `check(candidate)`; each top-level statement of check that holds
+    # an assert is a separate test, the other statements are its setup. When the code
+    # does not have that shape, the whole of it plus `check(entry_point)` is one test.
+    __slots__ = ("count", "parse_error", "whole", "others", "entry_point", "arg", "units")
+
+    def __init__(self, test):
+        self.count, self.parse_error, self.whole = 1, None, None
+        self.others, self.arg, self.units = None, None, []
+        self.entry_point = test["entry_point"]
+        try:
+            tree = ast.parse(test["code"])
+        except SyntaxError as exc:
+            self.parse_error = exc
+            return
+        check = None
+        others = []
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "check":
+                check = node
+            else:
+                others.append(node)
+        units = sum(1 for s in check.body if _has_assert(s)) if check and check.args.args else 0
+        if units == 0:
+            code = test["code"] + "\n\ncheck(%s)\n" % test["entry_point"]
+            self.whole = _Code(source=code)
+            return
+        self.count = units
+        # Test module-level definitions (METADATA, helpers) live beside the program.
+        self.others = _Code(others)
+        self.arg = check.args.args[0].arg
+        self.units = [(_Code([stmt], "check"), _has_assert(stmt)) for stmt in check.body]
+
+
+# In a zygote: tests compiled by prepare(), by their source, so that a problem judged
+# again (several samples per problem, as RL does) is compiled once per zygote.
+_COMPILED = {}
+_COMPILED_MAX = 64
+
+
+def prepare(argv, files):
+    """Called by a fork server's zygote before it forks a tests run, with the spec it was
+    offered (`files`, by path): parses it and compiles the tests (or takes them from the
+    zygote's cache) in the warm zygote instead of the child. Returns what the child's
+    main() takes, or None to leave the run as it is."""
+    global json
+    import json
+
+    if len(argv) <= 2 or argv[1] != "tests" or argv[2] not in files:
+        return None
+    spec = json.loads(files[argv[2]])
+    key = json.dumps([spec.get("setup"), spec["tests"]], sort_keys=True)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _Compiled(spec)
+        if len(_COMPILED) >= _COMPILED_MAX:
+            del _COMPILED[next(iter(_COMPILED))]
+        _COMPILED[key] = compiled
+    return _Plan(spec, compiled)
+
+
+def _tests(plan):
     global ast, json, random, time
     import ast
     import json
     import random
     import time
 
-    with open(spec_path, "r", encoding="utf-8") as f:
-        spec = json.load(f)
-    os.unlink(spec_path)
+    spec, compiled = plan.spec, plan.compiled
     nonce = spec["nonce"]
     out_fd = os.dup(1)
     os.dup2(2, 1)  # the submission's prints go to stderr, never into the records
@@ -161,13 +279,10 @@ def _tests(spec_path):
         emit(rec)
 
     emit({"event": "start"})
-    # Parse every check suite before any submitted code runs, so the judge knows how many
-    # tests there are even if the program never gets that far.
-    plans = {}
-    for test in spec["tests"]:
-        if test["kind"] == "assert" and test.get("entry_point"):
-            plans[test["id"]] = _plan_check_suite(test)
-            emit({"event": "units", "id": test["id"], "count": plans[test["id"]][0]})
+    # Every check suite was parsed before any submitted code runs, so the judge knows
+    # how many tests there are even if the program never gets that far.
+    for tid, check in compiled.checks.items():
+        emit({"event": "units", "id": tid, "count": check.count})
 
     random.seed(0)
     src = _load_source()
@@ -185,9 +300,8 @@ def _tests(spec_path):
         emit({"event": "done"})
         return
     g["__crucible_guard_eq__"] = _guard_eq
-    setup = spec.get("setup") or ""
-    if setup.strip():
-        status, payload, _, _ = timed(lambda: exec(_compile_stmts(ast.parse(setup).body, "setup"), g))
+    if compiled.setup is not None:
+        status, payload, _, _ = timed(lambda: exec(compiled.setup.get(), g))
         if status != "pass":
             emit({"event": "program_error", "message": "test setup: " + _exc_summary(payload), "exc": type(payload).__name__})
             emit({"event": "done"})
@@ -207,85 +321,64 @@ def _tests(spec_path):
 
             status, payload, cpu, wall = timed(call)
             report(tid, status, payload, cpu, wall, {"value": holder.get("value")} if status == "pass" else None)
-        elif test.get("entry_point"):
-            _check_suite(test, plans[tid], g, timed, report)
+        elif tid in compiled.checks:
+            _check_suite(tid, compiled.checks[tid], g, timed, report)
         else:
-            status, payload, cpu, wall = timed(
-                lambda code=test["code"]: exec(_compile_stmts(ast.parse(code).body, "test"), g)
-            )
+            status, payload, cpu, wall = timed(lambda c=compiled.codes[tid]: exec(c.get(), g))
             report(tid, status, payload, cpu, wall)
     emit({"event": "done"})
 
 
-def _plan_check_suite(test):
-    # HumanEval style: `check(candidate)`; each top-level statement of check that holds an
-    # assert is a separate test, the other statements are its setup. Returns
-    # (unit count, check node or None, other module-level statements, parse error).
-    try:
-        tree = ast.parse(test["code"])
-    except SyntaxError as exc:
-        return (1, None, [], exc)
-    check = None
-    others = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "check":
-            check = node
-        else:
-            others.append(node)
-    if check is None or not check.args.args:
-        return (1, None, others, None)
-    units = sum(1 for s in check.body if _has_assert(s))
-    if units == 0:
-        return (1, None, others, None)
-    return (units, check, others, None)
-
-
-def _check_suite(test, plan, g, timed, report):
-    tid = test["id"]
-    count, check, others, parse_error = plan
-    if parse_error is not None:
-        report(tid + ".0", "error", parse_error, 0, 0)
+def _check_suite(tid, plan, g, timed, report):
+    if plan.parse_error is not None:
+        report(tid + ".0", "error", plan.parse_error, 0, 0)
         return
-    if check is None:
-        # Not the usual shape: run the whole code plus check(entry_point) as one test.
-        code = test["code"] + "\n\ncheck(%s)\n" % test["entry_point"]
-        status, payload, cpu, wall = timed(lambda: exec(_compile_stmts(ast.parse(code).body, "test"), g))
+    if plan.whole is not None:
+        status, payload, cpu, wall = timed(lambda: exec(plan.whole.get(), g))
         report(tid + ".0", status, payload, cpu, wall)
         return
-    # Test module-level definitions (METADATA, helpers) live beside the program.
-    status, payload, _, _ = timed(lambda: exec(_compile_stmts(others, "test"), g))
-    candidate = g.get(test["entry_point"])
+    status, payload, _, _ = timed(lambda: exec(plan.others.get(), g))
+    candidate = g.get(plan.entry_point)
     failure = None
     if status != "pass":
         failure = payload
     elif not callable(candidate):
-        failure = NameError("name %r is not defined" % test["entry_point"])
+        failure = NameError("name %r is not defined" % plan.entry_point)
     if failure is not None:
-        for k in range(count):
+        for k in range(plan.count):
             report("%s.%d" % (tid, k), "error", failure, 0, 0)
         return
     local = dict(g)
-    local[check.args.args[0].arg] = candidate
+    local[plan.arg] = candidate
     k = 0
-    for stmt in check.body:
-        compiled = _compile_stmts([stmt], "check")
+    for unit, has_assert in plan.units:
+        compiled = unit.get()
         status, payload, cpu, wall = timed(lambda c=compiled: exec(c, local))
-        if _has_assert(stmt):
+        if has_assert:
             report("%s.%d" % (tid, k), status, payload, cpu, wall)
             k += 1
         elif status != "pass":
             # Setup inside check failed: the remaining asserts cannot run.
-            for rest in range(k, count):
+            for rest in range(k, plan.count):
                 report("%s.%d" % (tid, rest), "error", payload, 0, 0)
             return
 
 
-def main():
+def main(plan=None):
+    """Runs the mode sys.argv names. `plan` is what prepare() returned for this run in a
+    fork server's zygote; without one, a tests run reads (and deletes) its spec itself."""
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "stdio":
         _stdio()
     elif mode == "tests" and len(sys.argv) > 2:
-        _tests(sys.argv[2])
+        if plan is None:
+            with open(sys.argv[2], "rb") as f:
+                spec = f.read()
+            os.unlink(sys.argv[2])
+            import json
+
+            plan = _Plan(json.loads(spec))
+        _tests(plan)
     else:
         sys.stderr.write("usage: harness.py stdio | tests SPEC\n")
         sys.exit(2)

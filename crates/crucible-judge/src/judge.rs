@@ -158,9 +158,16 @@ impl Judge {
         if let Some(server) = self.fork_server_for(profile) {
             let mut argv = vec![harness];
             argv.extend(args.iter().map(|a| a.to_string()));
+            // The tests spec is the judge's own data: the zygote may parse and compile it.
+            let prepare = files
+                .iter()
+                .filter(|(p, _)| p == SPEC)
+                .map(|(p, _)| p.clone())
+                .collect();
             return server.run(&ExecRequest {
                 argv,
                 files,
+                prepare,
                 stdin: stdin.to_vec(),
                 limits,
             });

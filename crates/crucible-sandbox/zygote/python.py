@@ -18,9 +18,16 @@
 #                     host, which each child writes "0" to, to join the cgroup
 #   zygote -> host    {"op": "ready"}
 #   host   -> zygote  {"op": "exec", "id": N, "argv": [...], "files": [[PATH, SIZE], ...],
-#                      "rlimits": [[RESOURCE, SOFT, HARD], ...], "work_bytes": N}
+#                      "prepare": [PATH, ...], "rlimits": [[RESOURCE, SOFT, HARD], ...],
+#                      "work_bytes": N}
 #                     with descriptors: stdin, stdout, stderr, payload (a memfd
 #                     holding the files' bytes back to back)
+#
+# "prepare" names files that hold only the host's own data, never submitted code. When
+# the entry module has prepare(argv, files), the zygote calls it with those files' bytes
+# (by path under /work) before forking; if it returns something other than None, the
+# child runs main(THAT) instead of main() and those files are not written into its work
+# dir. Work done there happens once in the warm zygote instead of in every cold child.
 #   child  -> host    {"op": "child_error", "id": N, "message": ...} if its set-up fails
 #   zygote -> host    {"op": "exit", "id": N, "status": WAIT_STATUS, "utime_us": N,
 #                      "stime_us": N, "maxrss_kb": N} once the child is reaped, or
@@ -70,6 +77,8 @@ class _Prog(ctypes.Structure):
 _sock = socket.socket(fileno=3)
 _cgroup_procs = []
 _entry = None
+# What the entry's prepare() returned for the execution about to be forked, if anything.
+_prepared = None
 _uid = _gid = None
 _filter = None
 _prog = None
@@ -151,9 +160,12 @@ def _finish(code, sigint):
     os._exit(code & 0xFF if code >= 0 else code)
 
 
-def _write_files(files, payload):
+def _write_files(files, payload, skip):
     offset = 0
     for path, size in files:
+        if path in skip:
+            offset += size
+            continue
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, 0o755, exist_ok=True)
@@ -196,7 +208,7 @@ def _child(req, fds):
         _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "PR_SET_DUMPABLE")
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
         stage = "writing the program's files"
-        _write_files(req["files"], payload)
+        _write_files(req["files"], payload, _offered(req) if _prepared is not None else ())
         stage = "setting up stdin/stdout/stderr"
         os.dup2(stdin_fd, 0)
         os.dup2(out_fd, 1)
@@ -221,7 +233,30 @@ def _child(req, fds):
             os._exit(125)
 
 
-def _prepare(req):
+def _offered(req):
+    return set(req.get("prepare") or ())
+
+
+def _run_prepare(req, payload):
+    # The entry's prepare() over the offered files, or None (no hook, nothing offered, or
+    # it failed: then the child does all the work itself, exactly as without a hook).
+    offered = _offered(req)
+    hook = getattr(_entry, "prepare", None)
+    if not offered or hook is None:
+        return None
+    try:
+        contents = {}
+        offset = 0
+        for path, size in req["files"]:
+            if path in offered:
+                contents["/work/" + path] = os.pread(payload, size, offset)
+            offset += size
+        return hook(list(req["argv"]), contents)
+    except Exception:  # noqa: B902 - the child then reads the files itself
+        return None
+
+
+def _isolate(req):
     # A fresh IPC namespace (System V objects and message queues die with the previous
     # one) and a fresh work dir for the child.
     _check(_libc.unshare(CLONE_NEWIPC), "unshare")
@@ -243,20 +278,24 @@ def _exec(req, fds):
     if len(fds) != 4:
         fail("expected 4 descriptors")
         return False
+    global _prepared
     try:
-        _prepare(req)
+        _isolate(req)
     except OSError as exc:
         fail("preparing the child: %s" % exc)
         return False
+    _prepared = _run_prepare(req, fds[3])
     try:
         pid = os.fork()
     except OSError as exc:
+        _prepared = None
         _libc.umount2(b"/work", MNT_DETACH)
         fail("fork: %s" % exc)
         return False
     if pid == 0:
         _child(req, fds)
         return True
+    _prepared = None
     for fd in fds:
         os.close(fd)
     _, status, ru = os.wait4(pid, 0)
@@ -355,7 +394,10 @@ if __name__ == "__main__":
     sys.modules["__main__"] = _entry
     _code, _sigint = 0, False
     try:
-        _entry.main()
+        if _prepared is None:
+            _entry.main()
+        else:
+            _entry.main(_prepared)
     except SystemExit as _exc:
         _code = _exit_code(_exc)
     except BaseException as _exc:  # noqa: B902 - as CPython: print it, exit 1

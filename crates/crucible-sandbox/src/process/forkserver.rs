@@ -105,6 +105,13 @@ pub struct ExecRequest {
     /// Files written into the execution's fresh work dir (/work) before it starts, owned
     /// by the program's user, with the same rules as [`RunSpec::files`](crate::RunSpec).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Paths among `files` that hold only the caller's own data, never submitted code,
+    /// offered to the entry point's `prepare(argv, files)` in the zygote before it forks
+    /// (for Python's harness: the tests spec, parsed and compiled once in the warm
+    /// zygote). A file the entry point takes is not written into the work dir, so the
+    /// entry point must not need it there (the harness deletes its spec unread by the
+    /// program either way).
+    pub prepare: Vec<String>,
     /// Everything the execution reads on stdin.
     pub stdin: Vec<u8>,
     /// The limits of the execution (see [`Limits`]).
@@ -505,6 +512,7 @@ impl ForkServer {
             "id": id,
             "argv": req.argv,
             "files": req.files.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>(),
+            "prepare": req.prepare,
             "rlimits": rl.iter().map(|&(r, s, h)| (r, s, h)).collect::<Vec<_>>(),
             "work_bytes": limits.work_dir_bytes.max(4096),
         });
