@@ -1,6 +1,6 @@
 use crate::JudgeError;
 use crucible_core::Limits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,7 +145,8 @@ impl LanguageProfile {
         let mut tried = Vec::new();
         let mut found = None;
         for candidate in &file.interpreters {
-            match real_interpreter(&crate::wasm::expand(candidate), &file.probe) {
+            let probes = crucible_sandbox::crucible_cache_root().join("probes");
+            match real_interpreter(&crate::wasm::expand(candidate), &file.probe, Some(&probes)) {
                 Ok(r) => {
                     found = Some(r);
                     break;
@@ -224,6 +225,7 @@ impl LanguageProfile {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Probed {
     executable: PathBuf,
     prefix: PathBuf,
@@ -232,7 +234,16 @@ struct Probed {
 
 /// Finds the real binary behind `candidate` (a path or a name on PATH). A script (such as
 /// a pyenv shim) is asked, through `probe`, which binary it really runs.
-fn real_interpreter(candidate: &str, probe: &[String]) -> Result<Probed, String> {
+///
+/// With `cache`, the answer for a binary (not a script, whose choice may change from
+/// run to run) is kept there, keyed by the binary's identity, the probe and the PYTHON*
+/// environment: otherwise every process start pays for starting the interpreter once
+/// (10-25 ms for Python).
+fn real_interpreter(
+    candidate: &str,
+    probe: &[String],
+    cache: Option<&Path>,
+) -> Result<Probed, String> {
     let path = if candidate.contains('/') {
         PathBuf::from(candidate)
     } else {
@@ -251,6 +262,11 @@ fn real_interpreter(candidate: &str, probe: &[String]) -> Result<Probed, String>
             version: None,
         });
     }
+    let cached = cache.and_then(|dir| Some(dir.join(format!("{}.json", probe_key(&path, probe)?))));
+    if let Some(hit) = cached.as_deref().and_then(read_probe) {
+        return Ok(hit);
+    }
+    let started = std::time::Instant::now();
     let out = Command::new(&path)
         .args(probe)
         .output()
@@ -264,10 +280,72 @@ fn real_interpreter(candidate: &str, probe: &[String]) -> Result<Probed, String>
         return Err("probe printed less than two lines".into());
     };
     let executable = std::fs::canonicalize(exe).map_err(|e| format!("{exe}: {e}"))?;
-    Ok(Probed {
+    let probed = Probed {
         executable,
         prefix: PathBuf::from(prefix),
         version: lines.next().map(str::to_string),
+    };
+    tracing::debug!(interpreter = %path.display(), ms = started.elapsed().as_millis() as u64, "probed");
+    if let Some(file) = &cached {
+        if let Err(e) = write_probe(file, &probed) {
+            tracing::debug!(file = %file.display(), error = %e, "probe result not cached");
+        }
+    }
+    Ok(probed)
+}
+
+/// The cache key of probing the binary at `path` with `probe`; None for a script.
+fn probe_key(path: &Path, probe: &[String]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut magic)
+        .ok()?;
+    if &magic != b"\x7fELF" {
+        return None;
+    }
+    let m = std::fs::metadata(path).ok()?;
+    let mut h = Sha256::new();
+    h.update(path.as_os_str().as_encoded_bytes());
+    for n in [m.dev(), m.ino(), m.size()] {
+        h.update(n.to_le_bytes());
+    }
+    h.update(m.mtime().to_le_bytes());
+    h.update(m.mtime_nsec().to_le_bytes());
+    for arg in probe {
+        h.update(b"\0");
+        h.update(arg.as_bytes());
+    }
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"PYTHON"))
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        h.update(b"\0");
+        h.update(k.as_encoded_bytes());
+        h.update(b"=");
+        h.update(v.as_encoded_bytes());
+    }
+    Some(format!("{:x}", h.finalize()))
+}
+
+/// A cached probe result whose interpreter still exists.
+fn read_probe(file: &Path) -> Option<Probed> {
+    let probed: Probed = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    probed.executable.is_file().then_some(probed)
+}
+
+/// Writes a probe result atomically (a reader sees the old file or the whole new one).
+fn write_probe(file: &Path, probed: &Probed) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(crate::compile::temp_name("probe"));
+    std::fs::write(&tmp, serde_json::to_vec(probed)?)?;
+    std::fs::rename(&tmp, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
     })
 }
 
@@ -531,11 +609,80 @@ mod tests {
             "-c".to_string(),
             "import sys; print(sys.executable); print(sys.base_prefix)".to_string(),
         ];
-        let r = real_interpreter(shim.to_str().unwrap(), &probe).unwrap();
+        let cache = dir.path().join("probes");
+        let r = real_interpreter(shim.to_str().unwrap(), &probe, Some(&cache)).unwrap();
         assert_ne!(r.executable, shim);
         assert!(std::fs::read(&r.executable)
             .unwrap()
             .starts_with(b"\x7fELF"));
+        // A script may pick another interpreter next time: its answer is not kept.
+        assert!(!cache.exists(), "nothing cached for a script");
+    }
+
+    #[test]
+    fn probes_of_a_binary_are_cached_until_it_changes() {
+        let Ok(real) = std::fs::canonicalize("/usr/bin/python3") else {
+            eprintln!("skipped: no /usr/bin/python3");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("probes");
+        // A copy of the interpreter, so that its identity can be changed here.
+        let bin = dir.path().join("python3");
+        std::fs::copy(&real, &bin).unwrap();
+        // Another test thread forking while the copy was open for writing can leave the
+        // copy briefly "busy" to exec.
+        let probe_copy = |bin: &Path, probe: &[String], cache: &Path| {
+            for _ in 0..20 {
+                match real_interpreter(bin.to_str().unwrap(), probe, Some(cache)) {
+                    Err(e) if e.contains("Text file busy") => {
+                        std::thread::sleep(std::time::Duration::from_millis(50))
+                    }
+                    r => return r.unwrap(),
+                }
+            }
+            panic!("{} stayed busy", bin.display());
+        };
+        let probe = vec![
+            "-c".to_string(),
+            "import sys; print(sys.executable); print(sys.base_prefix); print(1)".to_string(),
+        ];
+        let first = probe_copy(&bin, &probe, &cache);
+        assert_eq!(first.version.as_deref(), Some("1"));
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+        assert_eq!(files.len(), 1, "one answer kept");
+        let file = files[0].as_ref().unwrap().path();
+        // Proof that the next answer comes from the cache: edit the kept answer.
+        let mut kept: Probed = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(kept, first);
+        kept.version = Some("edited".into());
+        std::fs::write(&file, serde_json::to_vec(&kept).unwrap()).unwrap();
+        let again = probe_copy(&bin, &probe, &cache);
+        assert_eq!(again.version.as_deref(), Some("edited"));
+        // Another probe, or the binary changed, asks the interpreter again.
+        let mut other = probe.clone();
+        other[1] = other[1].replace("print(1)", "print(2)");
+        let r = probe_copy(&bin, &other, &cache);
+        assert_eq!(r.version.as_deref(), Some("2"));
+        std::fs::File::options()
+            .write(true)
+            .open(&bin)
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let r = probe_copy(&bin, &probe, &cache);
+        assert_eq!(r.version.as_deref(), Some("1"));
+        // A kept answer whose interpreter is gone is not used.
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&Probed {
+                executable: dir.path().join("gone"),
+                ..kept
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(read_probe(&file).is_none());
     }
 
     #[test]
