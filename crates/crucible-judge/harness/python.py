@@ -188,7 +188,7 @@ class _CheckPlan:
         try:
             tree = ast.parse(test["code"])
         except SyntaxError as exc:
-            self.parse_error = exc
+            self.parse_error = exc.with_traceback(None)
             return
         check = None
         others = []

@@ -22,16 +22,16 @@
 #                      "work_bytes": N}
 #                     with descriptors: stdin, stdout, stderr, payload (a memfd
 #                     holding the files' bytes back to back)
+#   child  -> host    {"op": "child_error", "id": N, "message": ...} if its set-up fails
+#   zygote -> host    {"op": "exit", "id": N, "status": WAIT_STATUS, "utime_us": N,
+#                      "stime_us": N, "maxrss_kb": N} once the child is reaped, or
+#                     {"op": "error", "id": N, "message": ...} if it could not start it
 #
 # "prepare" names files that hold only the host's own data, never submitted code. When
 # the entry module has prepare(argv, files), the zygote calls it with those files' bytes
 # (by path under /work) before forking; if it returns something other than None, the
 # child runs main(THAT) instead of main() and those files are not written into its work
 # dir. Work done there happens once in the warm zygote instead of in every cold child.
-#   child  -> host    {"op": "child_error", "id": N, "message": ...} if its set-up fails
-#   zygote -> host    {"op": "exit", "id": N, "status": WAIT_STATUS, "utime_us": N,
-#                      "stime_us": N, "maxrss_kb": N} once the child is reaped, or
-#                     {"op": "error", "id": N, "message": ...} if it could not start it
 import ctypes
 import gc
 import json
@@ -275,10 +275,10 @@ def _exec(req, fds):
             os.close(fd)
         _send({"op": "error", "id": req.get("id"), "message": message})
 
+    global _prepared
     if len(fds) != 4:
         fail("expected 4 descriptors")
         return False
-    global _prepared
     try:
         _isolate(req)
     except OSError as exc:
