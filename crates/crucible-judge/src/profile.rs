@@ -144,9 +144,9 @@ impl LanguageProfile {
         }
         let mut tried = Vec::new();
         let mut found = None;
+        let probes = crucible_sandbox::crucible_cache_root().join("probes");
         for candidate in &file.interpreters {
-            let probes = crucible_sandbox::crucible_cache_root().join("probes");
-            match real_interpreter(&crate::wasm::expand(candidate), &file.probe, Some(&probes)) {
+            match real_interpreter(&crate::wasm::expand(candidate), &file.probe, &probes) {
                 Ok(r) => {
                     found = Some(r);
                     break;
@@ -235,15 +235,11 @@ struct Probed {
 /// Finds the real binary behind `candidate` (a path or a name on PATH). A script (such as
 /// a pyenv shim) is asked, through `probe`, which binary it really runs.
 ///
-/// With `cache`, the answer for a binary (not a script, whose choice may change from
-/// run to run) is kept there, keyed by the binary's identity, the probe and the PYTHON*
+/// The answer for a binary (not a script, whose choice may change from run to run) is
+/// kept in the folder `cache`, keyed by the binary's identity, the probe and the PYTHON*
 /// environment: otherwise every process start pays for starting the interpreter once
 /// (10-25 ms for Python).
-fn real_interpreter(
-    candidate: &str,
-    probe: &[String],
-    cache: Option<&Path>,
-) -> Result<Probed, String> {
+fn real_interpreter(candidate: &str, probe: &[String], cache: &Path) -> Result<Probed, String> {
     let path = if candidate.contains('/') {
         PathBuf::from(candidate)
     } else {
@@ -262,7 +258,7 @@ fn real_interpreter(
             version: None,
         });
     }
-    let cached = cache.and_then(|dir| Some(dir.join(format!("{}.json", probe_key(&path, probe)?))));
+    let cached = probe_key(&path, probe).map(|key| cache.join(format!("{key}.json")));
     if let Some(hit) = cached.as_deref().and_then(read_probe) {
         return Ok(hit);
     }
@@ -610,7 +606,7 @@ mod tests {
             "import sys; print(sys.executable); print(sys.base_prefix)".to_string(),
         ];
         let cache = dir.path().join("probes");
-        let r = real_interpreter(shim.to_str().unwrap(), &probe, Some(&cache)).unwrap();
+        let r = real_interpreter(shim.to_str().unwrap(), &probe, &cache).unwrap();
         assert_ne!(r.executable, shim);
         assert!(std::fs::read(&r.executable)
             .unwrap()
@@ -634,7 +630,7 @@ mod tests {
         // copy briefly "busy" to exec.
         let probe_copy = |bin: &Path, probe: &[String], cache: &Path| {
             for _ in 0..20 {
-                match real_interpreter(bin.to_str().unwrap(), probe, Some(cache)) {
+                match real_interpreter(bin.to_str().unwrap(), probe, cache) {
                     Err(e) if e.contains("Text file busy") => {
                         std::thread::sleep(std::time::Duration::from_millis(50))
                     }
