@@ -32,6 +32,32 @@ fn after(pollute: &str, check: &str) -> Value {
 }
 
 #[test]
+fn offered_files_reach_prepare_in_the_zygote_and_are_not_written() {
+    let h = ForkHarness::new(1);
+    let code = "import os\nprint(repr(PREPARED), sorted(os.listdir('/work')))\n";
+    let run = |name: &str| {
+        let mut req = fork_request(code, tight_limits());
+        req.files.push((name.into(), b"host data".to_vec()));
+        req.prepare = vec![name.into()];
+        let r = h.server().run(&req);
+        assert_eq!(r.status, RunStatus::Ok, "{name}: {r:#?}");
+        r.stdout
+    };
+    // Taken by the entry's prepare(): the child gets what it returned, not the file.
+    assert_eq!(run("prepared.txt"), "b'host data' ['main.py']\n");
+    // Declined (None) or failed (an exception in the hook): written as usual, and the
+    // zygote goes on serving.
+    assert_eq!(run("other.txt"), "None ['main.py', 'other.txt']\n");
+    assert_eq!(run("raise.txt"), "None ['main.py', 'raise.txt']\n");
+    // Offered names that are not among the files change nothing.
+    let mut req = fork_request(code, tight_limits());
+    req.prepare = vec!["prepared.txt".into()];
+    let r = h.server().run(&req);
+    assert_eq!(r.stdout, "None ['main.py']\n", "{r:#?}");
+    h.finish();
+}
+
+#[test]
 fn programs_run_as_python_runs_them() {
     let h = ForkHarness::new(1);
     let mut req = fork_request(

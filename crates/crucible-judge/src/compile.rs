@@ -416,7 +416,7 @@ fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh name for a directory being built next to its final place.
+/// A fresh name for a file or directory being built next to its final place.
 pub(crate) fn temp_name(prefix: &str) -> String {
     format!(
         ".{prefix}-{}-{}",
