@@ -6,7 +6,10 @@
 # timed in the same run, REPEATS times each, interleaved. Prints every run, the medians
 # and the ratios.
 #
-#   scripts/bench-humaneval-peer.sh [REPEATS]        (default 5)
+#   scripts/bench-humaneval-peer.sh [REPEATS] [SAMPLES]   (defaults 5 and 1)
+#
+# SAMPLES > 1 judges each canonical solution SAMPLES times (SAMPLES samples per problem,
+# the shape of an RL step), on both sides.
 #
 # The peer is installed with pip into a venv (target/peer-venv, or $CRUCIBLE_PEER_VENV).
 # HumanEval is read from ../shared/datasets/humaneval/HumanEval.jsonl.gz (or
@@ -15,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats="${1:-5}"
+samples="${2:-1}"
 venv="${CRUCIBLE_PEER_VENV:-target/peer-venv}"
 data="${CRUCIBLE_HUMANEVAL:-../shared/datasets/humaneval/HumanEval.jsonl.gz}"
 if [ ! -x "$venv/bin/python" ]; then
@@ -26,4 +30,4 @@ if [ ! -f "$data" ]; then
 fi
 cargo build --release --quiet -p crucible-cli
 exec "$venv/bin/python" scripts/bench_humaneval_peer.py \
-  --data "$data" --crucible "${CARGO_TARGET_DIR:-target}/release/crucible" --repeats "$repeats" --workers 2
+  --data "$data" --crucible "${CARGO_TARGET_DIR:-target}/release/crucible" --repeats "$repeats" --workers 2 --samples "$samples"
