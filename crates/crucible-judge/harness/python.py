@@ -237,8 +237,8 @@ def prepare(argv, files):
 
 
 def _tests(plan):
-    global ast, json, random, time
-    import ast
+    # ast is imported (and used) by _Compiled, before this runs.
+    global json, random, time
     import json
     import random
     import time
