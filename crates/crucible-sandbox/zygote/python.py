@@ -32,6 +32,7 @@
 # (by path under /work) before forking; if it returns something other than None, the
 # child runs main(THAT) instead of main() and those files are not written into its work
 # dir. Work done there happens once in the warm zygote instead of in every cold child.
+import atexit
 import ctypes
 import gc
 import json
@@ -141,8 +142,6 @@ def _finish(code, sigint):
         except BaseException:  # noqa: B902
             pass
     try:
-        import atexit
-
         atexit._run_exitfuncs()
     except BaseException:  # noqa: B902
         pass
