@@ -294,10 +294,12 @@ def _exec(req, fds):
     if pid == 0:
         _child(req, fds)
         return True
+    # Nothing is written here until the child is gone: a page the zygote writes while
+    # the child still shares it is copied, one written after is only made writable.
+    _, status, ru = os.wait4(pid, 0)
     _prepared = None
     for fd in fds:
         os.close(fd)
-    _, status, ru = os.wait4(pid, 0)
     _send(
         {
             "op": "exit",
