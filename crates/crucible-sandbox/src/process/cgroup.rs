@@ -7,6 +7,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Which cgroup hierarchy a [`ProcessSandbox`](crate::ProcessSandbox) puts runs in.
@@ -169,6 +170,18 @@ pub(crate) enum CgroupHost {
     None,
 }
 
+/// A probe cgroup's name, unique to this call: sandboxes made at once in one process
+/// (tests, a server's workers) must not remove each other's probe mid-probe, which made
+/// one of them give up on cgroups and run without memory and pids limits.
+fn probe_name() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "probe-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl CgroupHost {
     /// Probes the host once: creates the parent cgroup(s) named `parent` and a probe
     /// child with a memory limit, preferring v2, then v1, then none.
@@ -214,7 +227,7 @@ impl CgroupHost {
             ));
         }
         write_file(&dir.join("cgroup.subtree_control"), "+memory +pids")?;
-        let probe = dir.join(format!("probe-{}", std::process::id()));
+        let probe = dir.join(probe_name());
         mkdir_exist_ok(&probe)?;
         let r = write_file(&probe.join("memory.max"), "67108864")
             .and_then(|_| write_file(&probe.join("pids.max"), "8"));
@@ -233,7 +246,7 @@ impl CgroupHost {
         let pids_dir = pids.join(parent);
         mkdir_exist_ok(&mem_dir)?;
         mkdir_exist_ok(&pids_dir)?;
-        let probe_name = format!("probe-{}", std::process::id());
+        let probe_name = probe_name();
         let (mp, pp) = (mem_dir.join(&probe_name), pids_dir.join(&probe_name));
         mkdir_exist_ok(&mp)?;
         mkdir_exist_ok(&pp)?;
@@ -775,6 +788,29 @@ mod tests {
         assert_eq!(keyed_value(v1, "oom_kill"), Some(3));
         let stat = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n";
         assert_eq!(keyed_value(stat, "usage_usec"), Some(1500));
+    }
+
+    #[test]
+    fn hosts_probed_at_once_in_one_process_all_get_cgroups() {
+        // The parent every sandbox uses by default, so the test leaves nothing new.
+        let parent = "crucible";
+        let mode = CgroupHost::detect(parent).mode();
+        if mode == CgroupMode::None {
+            eprintln!("skipped: no usable cgroup hierarchy here");
+            return;
+        }
+        for _round in 0..5 {
+            let modes: Vec<CgroupMode> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| CgroupHost::detect(parent).mode()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(
+                modes.iter().all(|m| *m == mode),
+                "{modes:?}, alone {mode:?}"
+            );
+        }
     }
 
     #[test]
