@@ -197,7 +197,8 @@ class _CheckPlan:
                 check = node
             else:
                 others.append(node)
-        units = sum(1 for s in check.body if _has_assert(s)) if check and check.args.args else 0
+        asserts = [_has_assert(s) for s in check.body] if check and check.args.args else []
+        units = sum(asserts)
         if units == 0:
             code = test["code"] + "\n\ncheck(%s)\n" % test["entry_point"]
             self.whole = _Code(source=code)
@@ -206,7 +207,7 @@ class _CheckPlan:
         # Test module-level definitions (METADATA, helpers) live beside the program.
         self.others = _Code(others)
         self.arg = check.args.args[0].arg
-        self.units = [(_Code([stmt], "check"), _has_assert(stmt)) for stmt in check.body]
+        self.units = [(_Code([stmt], "check"), a) for stmt, a in zip(check.body, asserts)]
 
 
 # In a zygote: tests compiled by prepare(), by their source, so that a problem judged
