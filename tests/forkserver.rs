@@ -643,6 +643,39 @@ fn a_gigabyte_of_output_is_stopped_early() {
         (r.status, r.stdout.len(), r.stdout_truncated),
         (RunStatus::Ok, 1000, false)
     );
+    // One byte more, from a program that ends at once, long before the host's next
+    // look at a quiet execution's pipes: still the output limit, every time.
+    for _ in 0..5 {
+        let r = h.run(
+            "import sys; sys.stdout.write('y' * 1001)",
+            Limits {
+                output_bytes: 1000,
+                ..tight_limits()
+            },
+        );
+        assert_eq!(r.status, RunStatus::OutputLimitExceeded, "{r:#?}");
+        assert!(r.stdout_truncated);
+    }
+    h.finish();
+}
+
+#[test]
+fn megabytes_of_output_under_the_cap_arrive_whole() {
+    // 8 MiB in 64 KiB writes: more than the pipes hold, so the host goes from reading
+    // them every few milliseconds to reading them as output comes; nothing is lost.
+    let h = ForkHarness::new(1);
+    let limits = Limits {
+        output_bytes: 16 << 20,
+        cpu_time_ms: 30_000,
+        wall_time_ms: 60_000,
+        ..tight_limits()
+    };
+    let r = h.run(
+        "import sys\nfor _ in range(128):\n    sys.stdout.write('z' * 65536)",
+        limits,
+    );
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    assert_eq!(r.stdout.len(), 8 << 20);
     h.finish();
 }
 

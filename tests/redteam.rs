@@ -371,6 +371,31 @@ fn output_exactly_at_the_cap_is_fine() {
 }
 
 #[test]
+fn one_byte_past_the_cap_is_an_output_limit_even_when_the_program_ends_first() {
+    // The program is gone before the host reads its output (or at the same moment); the
+    // verdict must not depend on which the host noticed first.
+    let h = Harness::new();
+    let limits = Limits {
+        output_bytes: 1000,
+        ..tight_limits()
+    };
+    for (code, on_stdout) in [
+        ("import sys; sys.stdout.write('y' * 1001)", true),
+        ("import sys; sys.stderr.write('e' * 1001)", false),
+    ] {
+        for _ in 0..5 {
+            let r = h.run(&python_spec(code, limits));
+            assert_eq!(r.status, RunStatus::OutputLimitExceeded, "{r:#?}");
+            assert_eq!(
+                (r.stdout_truncated, r.stderr_truncated),
+                (on_stdout, !on_stdout)
+            );
+        }
+    }
+    h.assert_nothing_left();
+}
+
+#[test]
 fn writes_outside_work_fail_and_the_host_is_unchanged() {
     let h = Harness::new();
     let targets = [

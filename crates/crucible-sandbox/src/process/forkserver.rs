@@ -60,6 +60,16 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the CPU time of the exec cgroup is compared with the limit.
 const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the output pipes are read while an execution has written little. Reading
+/// them on every write woke the host once per test record (about ten times per
+/// HumanEval run), and on a busy machine each wake-up takes the CPU from a child.
+const LAZY_DRAIN: Duration = Duration::from_millis(4);
+/// Output read in one lazy drain past which the pipes are read as soon as they have
+/// something (a program that prints a lot is not held up by full pipes).
+const EAGER_ABOVE: u64 = 64 << 10;
+/// The output pipes' capacity, where the kernel allows it: room for a lazy drain's
+/// worth of output, so a child rarely blocks on a full pipe between drains.
+const PIPE_BYTES: i32 = 1 << 20;
 /// Memory still charged to an empty exec cgroup past which it is reclaimed before the
 /// next exec (page cache of files a program read, for instance).
 const RECLAIM_ABOVE: u64 = 4 << 20;
@@ -504,8 +514,12 @@ impl ForkServer {
         let stdin = stdin_memfd(&req.stdin)?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        set_nonblocking(&out_r)?;
-        set_nonblocking(&err_r)?;
+        for r in [&out_r, &err_r] {
+            set_nonblocking(r)?;
+            // SAFETY: fcntl on a pipe we own; a refusal (over the user's pipe quota)
+            // only leaves the default size.
+            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+        }
         let rl: Vec<Rlimit> = rlimits(&limits, true, cg.measures_cpu());
         let msg = serde_json::json!({
             "op": "exec",
@@ -547,6 +561,7 @@ impl ForkServer {
         empty_cgroup(cg).map_err(ExecFailure::broken)?;
         out.pump(usize::MAX);
         err.pump(usize::MAX);
+        let kill = super::overflow_kill(kill, &out, &err);
         drain_zygote_output(z, false);
 
         match end {
@@ -620,8 +635,10 @@ struct Watch<'a> {
 impl Watch<'_> {
     /// Waits for the zygote to report the child's end while collecting output, killing
     /// the execution's processes at the wall deadline, when the cgroup's CPU time passes
-    /// the limit, or when output passes the cap. Returns why we killed it, if we did,
-    /// and the end, or why the zygote can no longer be trusted.
+    /// the limit, or when output passes the cap. Output is read every [`LAZY_DRAIN`]
+    /// until one drain finds [`EAGER_ABOVE`] bytes, then whenever there is some.
+    /// Returns why we killed it, if we did, and the end, or why the zygote can no
+    /// longer be trusted.
     fn run(
         &self,
         out: &mut Capture,
@@ -632,6 +649,8 @@ impl Watch<'_> {
         let mut child_error = None;
         let watch_cpu = self.cgroup.measures_cpu();
         let mut next_cpu_check = Instant::now() + CPU_CHECK_INTERVAL;
+        let mut eager = false;
+        let mut next_drain = Instant::now() + LAZY_DRAIN;
         let stop = |reason: KillReason, kill: &mut Option<KillReason>, at: &mut Option<Instant>| {
             if kill.is_none() {
                 self.cgroup.kill_all();
@@ -658,11 +677,23 @@ impl Watch<'_> {
             if watch_cpu && kill.is_none() {
                 wait = wait.min(next_cpu_check.saturating_duration_since(now));
             }
+            // Once killed, read as it comes: the end is near and nothing competes.
+            let lazy = !eager && kill.is_none();
+            if lazy {
+                wait = wait.min(next_drain.saturating_duration_since(now));
+            }
+            let watched = |c: &Capture| {
+                if c.open && !lazy {
+                    c.file.as_raw_fd()
+                } else {
+                    -1
+                }
+            };
             let mut fds = [
                 pollfd(self.zygote.sock.as_raw_fd()),
                 pollfd(self.zygote.launched.child.pidfd.as_raw_fd()),
-                pollfd(if out.open { out.file.as_raw_fd() } else { -1 }),
-                pollfd(if err.open { err.file.as_raw_fd() } else { -1 }),
+                pollfd(watched(out)),
+                pollfd(watched(err)),
             ];
             let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
             // SAFETY: fds is a valid array of pollfd for the call's duration; negative
@@ -672,14 +703,22 @@ impl Watch<'_> {
                 tracing::warn!(error = %io::Error::last_os_error(), "poll failed");
                 std::thread::sleep(Duration::from_millis(10));
             }
+            let drain_now = lazy && Instant::now() >= next_drain;
+            if drain_now {
+                next_drain = Instant::now() + LAZY_DRAIN;
+            }
+            let seen = out.seen + err.seen;
             for (c, is_stdout, i) in [(&mut *out, true, 2), (&mut *err, false, 3)] {
-                if c.open && fds[i].revents != 0 && c.pump(1 << 20) {
+                if c.open && (drain_now || fds[i].revents != 0) && c.pump(1 << 20) {
                     stop(
                         KillReason::Output { stdout: is_stdout },
                         &mut kill,
                         &mut killed_at,
                     );
                 }
+            }
+            if drain_now && out.seen + err.seen - seen >= EAGER_ABOVE {
+                eager = true;
             }
             if fds[0].revents != 0 {
                 loop {

@@ -260,6 +260,8 @@ pub(crate) struct Capture {
     cap: usize,
     pub(crate) truncated: bool,
     pub(crate) open: bool,
+    /// Bytes read so far, kept or not.
+    pub(crate) seen: u64,
 }
 
 impl Capture {
@@ -270,6 +272,7 @@ impl Capture {
             cap: usize::try_from(cap).unwrap_or(usize::MAX),
             truncated: false,
             open: true,
+            seen: 0,
         }
     }
 
@@ -283,6 +286,7 @@ impl Capture {
                 Ok(0) => self.open = false,
                 Ok(n) => {
                     read += n;
+                    self.seen += n as u64;
                     let room = self.cap.saturating_sub(self.buf.len());
                     if n > room {
                         self.truncated = true;
@@ -298,6 +302,22 @@ impl Capture {
             }
         }
         self.truncated
+    }
+}
+
+/// Why a run was stopped, given what was found in its output pipes at the end: output
+/// past the cap is an output-limit kill even when the program ended before we read it,
+/// so the verdict never depends on which came first.
+pub(crate) fn overflow_kill(
+    kill: Option<KillReason>,
+    out: &Capture,
+    err: &Capture,
+) -> Option<KillReason> {
+    match kill {
+        None if out.truncated || err.truncated => Some(KillReason::Output {
+            stdout: out.truncated,
+        }),
+        k => k,
     }
 }
 
@@ -659,6 +679,7 @@ impl ProcessSandbox {
         // Whatever the program wrote before it died is still in the pipes.
         out.pump(usize::MAX);
         err.pump(usize::MAX);
+        let kill = overflow_kill(kill, &out, &err);
         let (init_status, ru) = child
             .reap()
             .map_err(io_err("waiting for the sandbox init"))?;
