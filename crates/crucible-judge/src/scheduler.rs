@@ -4,8 +4,9 @@ use futures::stream::{self, Stream};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Runs many judgements at once, at most `concurrency` at a time, on tokio's blocking
-/// pool. Memory stays bounded: jobs are pulled from the input only as slots free up.
+/// Runs many judgements at once, at most `concurrency` at a time, each on a judge thread
+/// of its own. Memory stays bounded: jobs are pulled from the input only as threads free
+/// up, and reports wait in a short queue for the reader.
 #[derive(Clone)]
 pub struct Scheduler {
     judge: Arc<Judge>,
