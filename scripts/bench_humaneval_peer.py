@@ -105,6 +105,12 @@ def main():
     print("  crucible judge --no-fork-server:            %7.1f" % med["fresh"])
     print("ratio crucible / peer: %.2fx whole process, %.2fx judge phase"
           % (med["fork"] / med["peer"], med["fork_phase"] / med["peer"]))
+    # Each round times both back to back, so its own ratio cancels the machine's drift
+    # between rounds; their median and range say how steady the ratio is.
+    for key, what in (("fork", "whole process"), ("fork_phase", "judge phase")):
+        paired = sorted(f / p for f, p in zip(runs[key], runs["peer"]))
+        print("  %s, round by round: median %.2fx (%.2f-%.2f)"
+              % (what, statistics.median(paired), paired[0], paired[-1]))
 
 
 if __name__ == "__main__":
