@@ -6,8 +6,10 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Which cgroup hierarchy a [`ProcessSandbox`](crate::ProcessSandbox) puts runs in.
@@ -175,11 +177,76 @@ pub(crate) enum CgroupHost {
 /// one of them give up on cgroups and run without memory and pids limits.
 fn probe_name() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "probe-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("probe-{}-{}", owner(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// This process as the owner named in the cgroups it creates (`run-OWNER-...`,
+/// `probe-OWNER-...`): its pid namespace's inode number and its pid there. A process
+/// that dies without cleaning up (SIGKILL, or a judge kept in a `static`, which is never
+/// dropped) leaves its cgroups behind; [`sweep_stale`] removes those whose owner is gone.
+pub(crate) fn owner() -> &'static str {
+    static OWNER: OnceLock<String> = OnceLock::new();
+    OWNER.get_or_init(|| format!("{}.{}", pid_namespace(), std::process::id()))
+}
+
+/// The inode number of our pid namespace, or 0 when it cannot be read (then nothing of
+/// ours is ever swept: 0 matches no live namespace).
+fn pid_namespace() -> u64 {
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// The pid of the owner of a cgroup named `name`, when the name is one of ours and the
+/// owner lives in the pid namespace `ns` (only there does its pid mean anything to us).
+fn owner_pid(name: &str, ns: u64) -> Option<u32> {
+    let rest = name
+        .strip_prefix("run-")
+        .or_else(|| name.strip_prefix("probe-"))?;
+    let (owner, _) = rest.split_once('-')?;
+    let (owner_ns, pid) = owner.split_once('.')?;
+    (ns != 0 && owner_ns.parse::<u64>().ok()? == ns)
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Removes the empty cgroups under `parent` left by processes of our pid namespace that
+/// no longer exist. A cgroup still holding a task (or a child cgroup) stays: rmdir
+/// refuses it. A dead owner's pid reused by a live process keeps its cgroups until that
+/// one is gone too. Returns how many were removed.
+pub(crate) fn sweep_stale(parent: &Path) -> usize {
+    let ns = pid_namespace();
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| owner_pid(n, ns)) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match fs::remove_dir(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::debug!(cgroup = %entry.path().display(), error = %e, "stale cgroup stays")
+            }
+        }
+    }
+    removed
+}
+
+/// Sweeps each parent once per process: a server makes many sandboxes, and only the
+/// first needs to look.
+fn sweep_once(parents: &[&Path]) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let removed: usize = parents.iter().map(|p| sweep_stale(p)).sum();
+        if removed > 0 {
+            tracing::info!(removed, "removed cgroups left by processes that are gone");
+        }
+    });
 }
 
 impl CgroupHost {
@@ -227,6 +294,7 @@ impl CgroupHost {
             ));
         }
         write_file(&dir.join("cgroup.subtree_control"), "+memory +pids")?;
+        sweep_once(&[&dir]);
         let probe = dir.join(probe_name());
         mkdir_exist_ok(&probe)?;
         let r = write_file(&probe.join("memory.max"), "67108864")
@@ -259,6 +327,9 @@ impl CgroupHost {
             let d = c.join(parent);
             mkdir_exist_ok(&d).ok().map(|_| d)
         });
+        let mut parents = vec![mem_dir.as_path(), pids_dir.as_path()];
+        parents.extend(cpuacct.as_deref());
+        sweep_once(&parents);
         Ok(CgroupHost::V1 {
             memory: mem_dir,
             pids: pids_dir,
@@ -810,6 +881,74 @@ mod tests {
                 modes.iter().all(|m| *m == mode),
                 "{modes:?}, alone {mode:?}"
             );
+        }
+    }
+
+    /// Above the largest pid Linux can give (2^22), so never a live process.
+    const DEAD: u32 = (1 << 22) + 1;
+
+    #[test]
+    fn owners_are_read_from_our_names_only() {
+        assert_eq!(owner_pid("run-77.123-0", 77), Some(123));
+        assert_eq!(owner_pid("run-77.123-x4-1", 77), Some(123));
+        assert_eq!(owner_pid("probe-77.123-9", 77), Some(123));
+        // Another pid namespace's pids mean nothing here; nor does an unknown one.
+        assert_eq!(owner_pid("run-78.123-0", 77), None);
+        assert_eq!(owner_pid("run-0.123-0", 0), None);
+        // Names of the old form (no namespace) and everything else are not ours to sweep.
+        assert_eq!(owner_pid("run-123-0", 77), None);
+        assert_eq!(owner_pid("run-77.12x-0", 77), None);
+        assert_eq!(owner_pid("memory.stat", 77), None);
+        assert!(owner().starts_with(&format!("{}.", pid_namespace())));
+    }
+
+    #[test]
+    fn sweep_removes_only_what_dead_owners_of_our_namespace_left_empty() {
+        let ns = pid_namespace();
+        if ns == 0 {
+            eprintln!("skipped: /proc/self/ns/pid unreadable");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("crucible-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let names = [
+            format!("run-{ns}.{DEAD}-0"),       // dead owner: goes
+            format!("probe-{ns}.{DEAD}-3"),     // dead owner's probe: goes
+            format!("run-{ns}.{DEAD}-x1-1"),    // dead, but not empty: stays
+            format!("run-{ns}.1-0"),            // owner alive (pid 1): stays
+            format!("run-{}-2", owner()),       // ours: stays
+            format!("run-{}.{DEAD}-0", ns + 1), // another namespace: stays
+            format!("run-{DEAD}-0"),            // the old form: stays
+            "unrelated".to_string(),
+        ];
+        for n in &names {
+            fs::create_dir(dir.join(n)).unwrap();
+        }
+        // Stands in for a task still in the cgroup, which makes rmdir refuse.
+        fs::write(dir.join(&names[2]).join("busy"), b"").unwrap();
+        assert_eq!(sweep_stale(&dir), 2);
+        let left: Vec<bool> = names.iter().map(|n| dir.join(n).exists()).collect();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(left, [false, false, true, true, true, true, true, true]);
+    }
+
+    #[test]
+    fn a_dead_owners_cgroups_are_swept_from_the_real_hierarchy() {
+        let parents = match CgroupHost::detect("crucible") {
+            CgroupHost::V2 { parent } => vec![parent],
+            CgroupHost::V1 { memory, pids, .. } => vec![memory, pids],
+            CgroupHost::None => {
+                eprintln!("skipped: no usable cgroup hierarchy here");
+                return;
+            }
+        };
+        let ns = pid_namespace();
+        for parent in parents {
+            let stale = parent.join(format!("run-{ns}.{DEAD}-sweep-test"));
+            mkdir_exist_ok(&stale).unwrap();
+            assert!(sweep_stale(&parent) >= 1);
+            assert!(!stale.exists(), "{} left", stale.display());
         }
     }
 

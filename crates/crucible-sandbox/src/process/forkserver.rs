@@ -406,7 +406,7 @@ impl ForkServer {
     }
 
     fn new_slot(&self, index: usize) -> Result<Slot, RunError> {
-        let name = format!("run-{}-x{}-{index}", std::process::id(), self.id);
+        let name = format!("run-{}-x{}-{index}", super::cgroup::owner(), self.id);
         let exec_cgroup = ExecCgroup::create(self.sandbox.cgroup_host(), &name)
             .map_err(io_err("creating the exec cgroup"))?
             .ok_or("no cgroup hierarchy")?;

@@ -736,7 +736,7 @@ impl ProcessSandbox {
         opts: &LaunchOptions<'_>,
     ) -> Result<Launched, RunError> {
         let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("run-{}-{n}", std::process::id());
+        let name = format!("run-{}-{n}", cgroup::owner());
         let limits = spec.limits;
 
         // Everything the child needs is built here, before the clone.
