@@ -1,5 +1,6 @@
 //! The `crucible` binary end to end: bad input gets a clear error naming the place and
-//! does not stop the rest; `run --json` has the documented shape; exit codes hold.
+//! does not stop the rest; `run --json` has the documented shape; exit codes hold; the
+//! cgroups of a judge killed mid-run are removed by the next one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -194,4 +195,84 @@ fn run_json_shape_and_statuses() {
         assert_eq!(v["status"], status, "{code}: {v}");
         assert_eq!(out.status.code(), Some(1), "{code}");
     }
+}
+
+/// The run cgroups under every crucible parent cgroup (v1 hierarchies and v2) whose
+/// owner, as the name gives it (`run-NS.PID-...`), is `pid`.
+fn run_cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let mut parents = vec![PathBuf::from("/sys/fs/cgroup/crucible")];
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        parents.extend(hierarchies.flatten().map(|h| h.path().join("crucible")));
+    }
+    let mine = format!(".{pid}-");
+    let mut found = Vec::new();
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("run-") && name.contains(&mine) {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn cgroups_of_a_judge_killed_mid_run_are_removed_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = write(dir.path(), "p.jsonl", PROBLEMS);
+    let samples = write(
+        dir.path(),
+        "s.jsonl",
+        "{\"task_id\":\"add\",\"completion\":\"import time\\ntime.sleep(60)\\n\"}\n",
+    );
+    let mut victim = Command::new(env!("CARGO_BIN_EXE_crucible"))
+        .args(["judge", "--dataset", &format!("crucible={}", ds.display())])
+        .args(["--solutions", samples.to_str().unwrap(), "--no-progress"])
+        .env("CRUCIBLE_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start crucible");
+    let pid = victim.id();
+    // Its sandboxes are up once their cgroups are; none without root or cgroups.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while run_cgroups_of(pid).is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if run_cgroups_of(pid).is_empty() {
+        let _ = victim.kill();
+        let _ = victim.wait();
+        eprintln!("skipped: crucible made no cgroups here (no root or no cgroup hierarchy)");
+        return;
+    }
+    // SIGKILL: no destructor runs, so it cannot remove its cgroups itself.
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let left = run_cgroups_of(pid);
+    assert!(!left.is_empty(), "a killed judge leaves its cgroups");
+    // Its sandboxes die with it (parent-death signal); wait until they are gone.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let busy = |p: &PathBuf| {
+        std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
+    };
+    while left.iter().any(busy) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = crucible(&[
+        "judge",
+        "--dataset",
+        &format!("crucible={}", ds.display()),
+        "--no-progress",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run_cgroups_of(pid), Vec::<PathBuf>::new(), "left behind");
 }
