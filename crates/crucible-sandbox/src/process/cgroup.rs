@@ -203,9 +203,10 @@ fn owner_pid(name: &str, ns: u64) -> Option<u32> {
         .or_else(|| name.strip_prefix("probe-"))?;
     let (owner, _) = rest.split_once('-')?;
     let (owner_ns, pid) = owner.split_once('.')?;
-    (ns != 0 && owner_ns.parse::<u64>().ok()? == ns)
-        .then(|| pid.parse().ok())
-        .flatten()
+    if ns == 0 || owner_ns.parse::<u64>().ok()? != ns {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Removes the empty cgroups under `parent` left by processes of our pid namespace that
