@@ -71,33 +71,30 @@ fn spawn_server(port: u16) -> (Child, u16) {
     (child, port)
 }
 
-/// Removes the run cgroups a killed server left behind (a SIGKILLed process cannot
-/// clean up after itself; they are empty once the sandboxed runs died), and returns how
-/// many there were.
-fn sweep_cgroups(pid: u32) -> usize {
-    let prefix = format!("run-{pid}-");
-    let mut n = 0;
+/// How many cgroups the server with `pid` (in our pid namespace) has under the crucible
+/// parents: sandbox cgroups are named `run-NS.PID-...` / `probe-NS.PID-...`.
+fn cgroups_of(pid: u32) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata("/proc/self/ns/pid").map(|m| m.ino()) else {
+        return 0;
+    };
+    let owner = format!("{ns}.{pid}-");
     let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
         return 0;
     };
     let mut bases: Vec<std::path::PathBuf> =
         roots.flatten().map(|e| e.path().join("crucible")).collect();
     bases.push("/sys/fs/cgroup/crucible".into());
-    for base in bases {
-        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                n += 1;
-                // Retried briefly: the kernel frees a cgroup once its last task is reaped.
-                for _ in 0..50 {
-                    if std::fs::remove_dir(e.path()).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-    }
-    n
+    bases
+        .iter()
+        .flat_map(|b| std::fs::read_dir(b).into_iter().flatten().flatten())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            ["run-", "probe-"]
+                .iter()
+                .any(|p| name.strip_prefix(p).is_some_and(|r| r.starts_with(&owner)))
+        })
+        .count()
 }
 
 fn expected() -> HashMap<String, Expected> {
@@ -165,10 +162,7 @@ fn kill9_mid_load() {
         server.kill().expect("SIGKILL");
         let status = server.wait().expect("reap");
         assert!(!status.success(), "killed by a signal: {status:?}");
-        eprintln!(
-            "run cgroups left by the killed server (removed): {}",
-            sweep_cgroups(pid)
-        );
+        eprintln!("cgroups left by the killed server: {}", cgroups_of(pid));
         // Down long enough that requests in flight run out of attempts.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (restarted, again) = tokio::task::spawn_blocking(move || spawn_server(port))
@@ -176,9 +170,13 @@ fn kill9_mid_load() {
             .expect("restart");
         assert_eq!(again, port, "restarted on the same port");
         eprintln!("server killed and restarted in {:?}", killed_at.elapsed());
-        (load.await.expect("load task").expect("load"), restarted)
+        (
+            load.await.expect("load task").expect("load"),
+            restarted,
+            pid,
+        )
     });
-    let (during, mut restarted) = during;
+    let (during, mut restarted, killed) = during;
     summary("during kill -9", &during);
     assert!(
         during.mismatches.is_empty(),
@@ -199,10 +197,15 @@ fn kill9_mid_load() {
         .block_on(load::run(load_config(port, 60, &expected)))
         .expect("load after restart");
     summary("after restart", &after);
-    let pid = restarted.id();
+    // The restarted server removed what the killed one left (it could not clean up).
+    assert_eq!(
+        cgroups_of(killed),
+        0,
+        "cgroups of the killed server are left"
+    );
+    // This one's cgroups are swept by the next process that makes a sandbox.
     let _ = restarted.kill();
     let _ = restarted.wait();
-    sweep_cgroups(pid);
     assert_eq!(after.judged, 60, "{:?}", after.sample_errors);
     assert!(after.mismatches.is_empty(), "{:?}", after.mismatches);
 }
