@@ -152,17 +152,17 @@ fn kill9_mid_load() {
         .unwrap_or(300);
     let expected = expected();
     let (mut server, port) = spawn_server(0);
+    let killed = server.id();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let during = rt.block_on(async {
         let load = tokio::spawn(load::run(load_config(port, requests, &expected)));
         // Let the load get going, then kill -9 the server with work in flight.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let killed_at = Instant::now();
-        let pid = server.id();
         server.kill().expect("SIGKILL");
         let status = server.wait().expect("reap");
         assert!(!status.success(), "killed by a signal: {status:?}");
-        eprintln!("cgroups left by the killed server: {}", cgroups_of(pid));
+        eprintln!("cgroups left by the killed server: {}", cgroups_of(killed));
         // Down long enough that requests in flight run out of attempts.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (restarted, again) = tokio::task::spawn_blocking(move || spawn_server(port))
@@ -170,13 +170,9 @@ fn kill9_mid_load() {
             .expect("restart");
         assert_eq!(again, port, "restarted on the same port");
         eprintln!("server killed and restarted in {:?}", killed_at.elapsed());
-        (
-            load.await.expect("load task").expect("load"),
-            restarted,
-            pid,
-        )
+        (load.await.expect("load task").expect("load"), restarted)
     });
-    let (during, mut restarted, killed) = during;
+    let (during, mut restarted) = during;
     summary("during kill -9", &during);
     assert!(
         during.mismatches.is_empty(),
