@@ -1,6 +1,6 @@
 use crate::compare::json_matches;
 use crate::compile::CompileCache;
-use crate::profile::PYTHON_HARNESS;
+use crate::profile::{PYTHON_CHECKER, PYTHON_HARNESS};
 use crate::{JudgeError, LanguageProfile, Profiles};
 use crucible_core::{
     Limits, Problem, Report, RewardSpec, RunReport, RunStatus, Submission, TestCase, TestOutcome,
@@ -11,12 +11,21 @@ use crucible_sandbox::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
 
 const SOURCE: &str = "solution.py";
 const HARNESS: &str = ".crucible_harness.py";
+/// The checker's script and the tests spec, in the checker's work dir (the program's
+/// never holds either).
+const CHECKER: &str = ".crucible_checker.py";
 const SPEC: &str = ".crucible_tests.json";
+/// The profile whose interpreter runs checkers, whatever language the program is in.
+const CHECKER_PROFILE: &str = "python";
+/// Room a checker gets over the program's limits: it waits for the program's answers,
+/// then judges them.
+const CHECKER_MARGIN_MS: u64 = 5_000;
+const CHECKER_MEMORY: u64 = 512 << 20;
 /// The fork server's zygote script, in the zygote's own work dir.
 const ZYGOTE: &str = ".crucible_zygote.py";
 /// Memory limit of a zygote's own cgroup (the interpreter with its preloaded modules).
@@ -60,6 +69,8 @@ pub struct Judge {
     /// Per language: its fork server once started, for a profile with `fork_server =
     /// true` (None when it could not start).
     forks: HashMap<String, OnceLock<Option<ForkServer>>>,
+    /// The checkers' fork server once started (None when it could not start).
+    checkers: OnceLock<Option<ForkServer>>,
 }
 
 impl Judge {
@@ -79,6 +90,7 @@ impl Judge {
             fork_enabled: true,
             fork_slots: DEFAULT_FORK_SLOTS,
             forks,
+            checkers: OnceLock::new(),
         }
     }
 
@@ -107,45 +119,67 @@ impl Judge {
             return None;
         }
         let cell = self.forks.get(&profile.name)?;
-        cell.get_or_init(|| {
-            let preload = profile.preload.join(",");
-            let harness = format!("/work/{HARNESS}");
-            let spec = ZygoteSpec {
-                argv: profile.argv(
-                    &format!("/work/{ZYGOTE}"),
-                    &["--entry", &harness, "--preload", &preload],
-                ),
-                env: profile.env.clone(),
-                mounts: profile.mounts.clone(),
-                files: vec![
-                    (ZYGOTE.to_string(), PYTHON_ZYGOTE.as_bytes().to_vec()),
-                    (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-                ],
-                memory_bytes: ZYGOTE_MEMORY,
-                slots: self.fork_slots,
-                // As many as there are cores start at once; more on demand.
-                warm: self
-                    .fork_slots
-                    .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
-            };
-            match ForkServer::with_sandbox(&self.sandbox, spec) {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    tracing::warn!(
-                        language = %profile.name,
-                        error = %e,
-                        "no fork server; each program runs in a fresh sandbox"
-                    );
-                    None
-                }
+        cell.get_or_init(|| self.start_fork_server(profile, HARNESS, PYTHON_HARNESS))
+            .as_ref()
+    }
+
+    /// The checkers' fork server, started on first use; None when fork servers are off
+    /// or it could not start (then each checker runs in a fresh sandbox).
+    fn checker_server(&self, profile: &LanguageProfile) -> Option<&ForkServer> {
+        if !self.fork_enabled || !profile.fork_server {
+            return None;
+        }
+        self.checkers
+            .get_or_init(|| self.start_fork_server(profile, CHECKER, PYTHON_CHECKER))
+            .as_ref()
+    }
+
+    /// A fork server of `profile`'s interpreter whose zygotes load `entry` (written as
+    /// `name`), or None (logged) when it cannot start.
+    fn start_fork_server(
+        &self,
+        profile: &LanguageProfile,
+        name: &str,
+        entry: &str,
+    ) -> Option<ForkServer> {
+        let preload = profile.preload.join(",");
+        let entry_path = format!("/work/{name}");
+        let spec = ZygoteSpec {
+            argv: profile.argv(
+                &format!("/work/{ZYGOTE}"),
+                &["--entry", &entry_path, "--preload", &preload],
+            ),
+            env: profile.env.clone(),
+            mounts: profile.mounts.clone(),
+            files: vec![
+                (ZYGOTE.to_string(), PYTHON_ZYGOTE.as_bytes().to_vec()),
+                (name.to_string(), entry.as_bytes().to_vec()),
+            ],
+            memory_bytes: ZYGOTE_MEMORY,
+            slots: self.fork_slots,
+            // As many as there are cores start at once; more on demand.
+            warm: self
+                .fork_slots
+                .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
+        match ForkServer::with_sandbox(&self.sandbox, spec) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(
+                    language = %profile.name,
+                    entry = name,
+                    error = %e,
+                    "no fork server; each run gets a fresh sandbox"
+                );
+                None
             }
-        })
-        .as_ref()
+        }
     }
 
     /// Runs the harness with `args` over `files`: in the language's fork server when it
     /// has one, else in a fresh sandbox (process or wasm, as the profile says). The work
-    /// dir holds the same files either way.
+    /// dir holds the same files either way. With a `channel`, it is the program's stdin
+    /// (and, under wasm, also its stdout) instead of `stdin`.
     fn execute(
         &self,
         profile: &LanguageProfile,
@@ -153,24 +187,23 @@ impl Judge {
         files: Vec<(String, Vec<u8>)>,
         stdin: &[u8],
         limits: Limits,
+        channel: Option<OwnedFd>,
     ) -> RunReport {
         let harness = format!("/work/{HARNESS}");
         if let Some(server) = self.fork_server_for(profile) {
             let mut argv = vec![harness];
             argv.extend(args.iter().map(|a| a.to_string()));
-            // The tests spec is the judge's own data: the zygote may parse and compile it.
-            let prepare = files
-                .iter()
-                .filter(|(p, _)| p == SPEC)
-                .map(|(p, _)| p.clone())
-                .collect();
-            return server.run(&ExecRequest {
+            let req = ExecRequest {
                 argv,
                 files,
-                prepare,
+                prepare: Vec::new(),
                 stdin: stdin.to_vec(),
                 limits,
-            });
+            };
+            return match channel {
+                Some(c) => server.run_with_channel(&req, c),
+                None => server.run(&req),
+            };
         }
         let spec = RunSpec {
             argv: profile.argv(&harness, args),
@@ -180,7 +213,43 @@ impl Judge {
             limits,
             mounts: profile.mounts.clone(),
         };
-        crate::wasm::dispatch(&self.sandbox, profile, &spec)
+        crate::wasm::dispatch(&self.sandbox, profile, &spec, channel)
+    }
+
+    /// Runs the checker for `spec` (the tests, as JSON) against the program on the
+    /// other end of `channel`: in the checkers' fork server, else in a fresh sandbox.
+    /// The checker always runs natively, whatever sandbox the program is in.
+    fn run_checker(&self, spec: Vec<u8>, channel: OwnedFd, limits: Limits) -> RunReport {
+        let profile = match self.profiles.get(CHECKER_PROFILE) {
+            Ok(p) => p,
+            Err(e) => return RunReport::sandbox_error(format!("no checker interpreter: {e}")),
+        };
+        let checker = format!("/work/{CHECKER}");
+        let spec_path = format!("/work/{SPEC}");
+        if let Some(server) = self.checker_server(profile) {
+            // The spec is the judge's own data: the checker's zygote parses and compiles
+            // it (once per problem) before it forks.
+            let req = ExecRequest {
+                argv: vec![checker, spec_path],
+                files: vec![(SPEC.to_string(), spec)],
+                prepare: vec![SPEC.to_string()],
+                stdin: Vec::new(),
+                limits,
+            };
+            return server.run_with_channel(&req, channel);
+        }
+        let run = RunSpec {
+            argv: profile.argv(&checker, &[&spec_path]),
+            env: profile.env.clone(),
+            files: vec![
+                (CHECKER.to_string(), PYTHON_CHECKER.as_bytes().to_vec()),
+                (SPEC.to_string(), spec),
+            ],
+            stdin: Vec::new(),
+            limits,
+            mounts: profile.mounts.clone(),
+        };
+        self.sandbox.run_with_channel(&run, channel)
     }
 
     /// The judge with `cache` as its compile cache (default: [`CompileCache::from_env`]).
@@ -387,10 +456,12 @@ impl Judge {
             (SOURCE.to_string(), program.as_bytes().to_vec()),
             (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
         ];
-        self.execute(profile, &["stdio"], files, stdin, limits)
+        self.execute(profile, &["stdio"], files, stdin, limits, None)
     }
 
-    /// Runs every call and assert test of a submission in one sandboxed harness run.
+    /// Runs every call and assert test of a submission: the program serves calls in its
+    /// sandbox, and a checker in a sandbox of its own holds the tests and judges the
+    /// answers. The two talk over a socketpair; the program never sees a test.
     fn run_harnessed(
         &self,
         profile: &LanguageProfile,
@@ -399,7 +470,6 @@ impl Judge {
         indices: &[usize],
         limits: Limits,
     ) -> HarnessOutcome {
-        let nonce = nonce();
         let tests: Vec<Value> = indices
             .iter()
             .map(|&i| match &problem.tests[i] {
@@ -412,17 +482,57 @@ impl Judge {
                 TestCase::Stdio { .. } => unreachable!("stdio tests are not harnessed"),
             })
             .collect();
-        let spec_json = serde_json::json!({
-            "nonce": nonce, "setup": problem.test_setup, "tests": tests,
+        let spec = serde_json::json!({
+            "prefix": problem.completion_prefix, "setup": problem.test_setup, "tests": tests,
         });
+        let (program_end, checker_end) = match socketpair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let run = RunReport::sandbox_error(format!("socketpair: {e}"));
+                return interpret_checker(profile, problem, indices, run.clone(), run);
+            }
+        };
         let files = vec![
             (SOURCE.to_string(), program.as_bytes().to_vec()),
             (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-            (SPEC.to_string(), spec_json.to_string().into_bytes()),
         ];
-        let spec_path = format!("/work/{SPEC}");
-        let run = self.execute(profile, &["tests", &spec_path], files, &[], limits);
-        interpret_harness(profile, problem, indices, &nonce, run)
+        let checker_limits = checker_limits(profile, limits);
+        let (checker, run) = std::thread::scope(|s| {
+            let checker = s.spawn(|| {
+                self.run_checker(spec.to_string().into_bytes(), checker_end, checker_limits)
+            });
+            let run = self.execute(profile, &["serve"], files, &[], limits, Some(program_end));
+            let checker = checker
+                .join()
+                .unwrap_or_else(|_| RunReport::sandbox_error("the checker thread panicked"));
+            (checker, run)
+        });
+        interpret_checker(profile, problem, indices, checker, run)
+    }
+}
+
+/// A connected pair of stream sockets (close-on-exec).
+fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    Ok((a.into(), b.into()))
+}
+
+/// The checker's limits: the program's, with room to wait for the program's answers
+/// (which, for a wasm program, may take up to its wall-clock safety net) and then to
+/// judge them.
+fn checker_limits(profile: &LanguageProfile, limits: Limits) -> Limits {
+    let mut wall = limits.wall_time_ms;
+    if let Some(w) = &profile.wasm {
+        let fuel_ms = w.fuel_for(&limits) / w.fuel_per_ms.max(1);
+        wall = wall.max(fuel_ms.saturating_mul(10).saturating_add(5_000));
+    }
+    Limits {
+        cpu_time_ms: limits.cpu_time_ms.saturating_add(CHECKER_MARGIN_MS),
+        wall_time_ms: wall.saturating_add(CHECKER_MARGIN_MS),
+        memory_bytes: limits.memory_bytes.max(CHECKER_MEMORY),
+        output_bytes: limits.output_bytes.max(64 << 20),
+        processes: limits.processes.max(4),
+        ..limits
     }
 }
 
@@ -432,13 +542,16 @@ struct HarnessOutcome {
     run: RunReport,
 }
 
-/// A record the harness printed, already checked to carry this run's nonce.
+/// A record the checker printed. Only the checker writes its stdout, and it never runs
+/// submitted code, so these records are the verdicts' source of truth.
 #[derive(Debug, Default, serde::Deserialize)]
 struct Record {
     #[serde(default)]
     event: Option<String>,
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -455,11 +568,32 @@ struct Record {
     wall_ms: u64,
 }
 
-fn interpret_harness(
+/// What a test gets when the program is gone before answering it: the program's own
+/// outcome. A program that exits cleanly mid-tests (`sys.exit(0)` in a call,
+/// `os._exit(0)`) has left tests unanswered, which is a runtime error.
+fn program_outcome(profile: &LanguageProfile, run: &RunReport) -> (Verdict, String) {
+    match run.status {
+        RunStatus::Ok => (
+            Verdict::RuntimeError,
+            format!(
+                "program exited (code {}) before all tests ran",
+                run.exit_code.unwrap_or(0)
+            ),
+        ),
+        RunStatus::RuntimeError if stderr_has_memory_error(profile, &run.stderr) => {
+            (Verdict::MemoryLimitExceeded, run_failure_message(run))
+        }
+        s => (s.verdict(), run_failure_message(run)),
+    }
+}
+
+/// Turns the checker's records and the two runs into outcomes per test. `sandbox_error`
+/// comes only from our own machinery: the checker not starting, either sandbox failing.
+fn interpret_checker(
     profile: &LanguageProfile,
     problem: &Problem,
     indices: &[usize],
-    nonce: &str,
+    checker: RunReport,
     run: RunReport,
 ) -> HarnessOutcome {
     let mut started = false;
@@ -467,14 +601,8 @@ fn interpret_harness(
     let mut units: HashMap<String, usize> = HashMap::new();
     let mut results: HashMap<String, Record> = HashMap::new();
     let mut fatal: Option<(Verdict, String)> = None;
-    for line in run.stdout.lines() {
-        let Ok(value) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if value.get("n").and_then(Value::as_str) != Some(nonce) {
-            continue;
-        }
-        let Ok(rec) = serde_json::from_value::<Record>(value) else {
+    for line in checker.stdout.lines() {
+        let Ok(rec) = serde_json::from_str::<Record>(line) else {
             continue;
         };
         match rec.event.as_deref() {
@@ -485,14 +613,13 @@ fn interpret_harness(
                     units.insert(id, count.max(1));
                 }
             }
-            Some("compile_error") => {
-                fatal = Some((Verdict::CompileError, rec.message.unwrap_or_default()))
-            }
-            Some("program_error") => {
-                let v = if is_memory_error(profile, rec.exc.as_deref()) {
-                    Verdict::MemoryLimitExceeded
-                } else {
-                    Verdict::RuntimeError
+            Some("fatal") => {
+                let v = match rec.kind.as_deref() {
+                    Some("compile_error") => Verdict::CompileError,
+                    _ if is_memory_error(profile, rec.exc.as_deref()) => {
+                        Verdict::MemoryLimitExceeded
+                    }
+                    _ => Verdict::RuntimeError,
                 };
                 fatal = Some((v, rec.message.unwrap_or_default()));
             }
@@ -504,41 +631,50 @@ fn interpret_harness(
         }
     }
 
-    // What a test that left no record gets: the reason the run stopped short.
+    let lost = program_outcome(profile, &run);
+    // What a test that got no record is given.
     let missing: (Verdict, String) = if let Some(f) = &fatal {
         f.clone()
+    } else if !started || checker.status == RunStatus::SandboxError {
+        (
+            Verdict::SandboxError,
+            format!(
+                "the checker failed: {}",
+                checker
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| run_failure_message(&checker))
+            ),
+        )
     } else if run.status == RunStatus::SandboxError {
         (
             Verdict::SandboxError,
             run.message.clone().unwrap_or_default(),
         )
-    } else if !started && run.status == RunStatus::RuntimeError {
-        // Nothing submitted runs before "start": this is the harness failing.
+    } else if !done && run.status != RunStatus::Ok {
+        lost.clone()
+    } else if !done {
+        // The checker ran out of time or memory judging this program's answers (a huge
+        // value, say): the program's doing, so its verdict.
+        tracing::warn!(status = ?checker.status, stderr = %tail(&checker.stderr), "the checker stopped early");
+        let v = match checker.status {
+            RunStatus::TimeLimitExceeded | RunStatus::MemoryLimitExceeded => {
+                checker.status.verdict()
+            }
+            _ => Verdict::RuntimeError,
+        };
         (
-            Verdict::SandboxError,
-            format!("harness did not start: {}", tail(&run.stderr)),
-        )
-    } else if run.status == RunStatus::Ok && !done {
-        (
-            Verdict::RuntimeError,
+            v,
             format!(
-                "program exited (code {}) before all tests ran",
-                run.exit_code.unwrap_or(0)
+                "checking the program's answers failed: {}",
+                run_failure_message(&checker)
             ),
         )
-    } else if run.status == RunStatus::Ok {
+    } else {
         (
             Verdict::SandboxError,
-            "harness finished without a result for this test".into(),
+            "the checker finished without a result for this test".into(),
         )
-    } else {
-        let v = match run.status {
-            RunStatus::RuntimeError if stderr_has_memory_error(profile, &run.stderr) => {
-                Verdict::MemoryLimitExceeded
-            }
-            s => s.verdict(),
-        };
-        (v, run_failure_message(&run))
     };
 
     let mut outcomes = Vec::with_capacity(indices.len());
@@ -556,19 +692,25 @@ fn interpret_harness(
         };
         let mut list = Vec::with_capacity(ids.len());
         for uid in ids {
-            let o = match results.get(&uid) {
-                Some(rec) if fatal.is_none() => record_outcome(profile, test, uid, rec, &run),
-                _ => TestOutcome {
-                    id: uid,
-                    verdict: missing.0,
-                    message: Some(clip(&missing.1)),
-                    cpu_ms: 0,
-                    wall_ms: 0,
-                    memory_kb: run.memory_kb,
-                    score: None,
-                },
+            let (verdict, message, cpu_ms, wall_ms) = match results.get(&uid) {
+                Some(rec) if fatal.is_none() && rec.status.as_deref() == Some("lost") => {
+                    (lost.0, Some(lost.1.clone()), rec.cpu_ms, rec.wall_ms)
+                }
+                Some(rec) if fatal.is_none() => {
+                    let (v, m) = record_verdict(profile, test, rec);
+                    (v, m, rec.cpu_ms, rec.wall_ms)
+                }
+                _ => (missing.0, Some(missing.1.clone()), 0, 0),
             };
-            list.push(o);
+            list.push(TestOutcome {
+                id: uid,
+                verdict,
+                message: message.map(|m| clip(&m)),
+                cpu_ms,
+                wall_ms,
+                memory_kb: run.memory_kb,
+                score: None,
+            });
         }
         outcomes.push((i, list));
     }
@@ -583,14 +725,13 @@ fn interpret_harness(
     }
 }
 
-fn record_outcome(
+/// The verdict of one checker record.
+fn record_verdict(
     profile: &LanguageProfile,
     test: &TestCase,
-    id: String,
     rec: &Record,
-    run: &RunReport,
-) -> TestOutcome {
-    let (verdict, message) = match rec.status.as_deref() {
+) -> (Verdict, Option<String>) {
+    match rec.status.as_deref() {
         Some("pass") => match test {
             TestCase::Call { expected, atol, .. } => {
                 let got = rec.value.clone().unwrap_or(Value::Null);
@@ -612,17 +753,8 @@ fn record_outcome(
         Some("error") => (Verdict::RuntimeError, rec.message.clone()),
         other => (
             Verdict::SandboxError,
-            Some(format!("harness record with status {other:?}")),
+            Some(format!("checker record with status {other:?}")),
         ),
-    };
-    TestOutcome {
-        id,
-        verdict,
-        message: message.map(|m| clip(&m)),
-        cpu_ms: rec.cpu_ms,
-        wall_ms: rec.wall_ms,
-        memory_kb: run.memory_kb,
-        score: None,
     }
 }
 
@@ -722,14 +854,4 @@ fn outcome(id: String, verdict: Verdict, message: Option<String>, run: &RunRepor
         memory_kb: run.memory_kb,
         score: None,
     }
-}
-
-/// 128 random bits as hex, from the standard library's per-process random hash keys.
-fn nonce() -> String {
-    let a = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(a);
-    format!("{a:016x}{:016x}", h.finish())
 }

@@ -46,8 +46,19 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The in-sandbox harness for Python programs.
-pub(crate) const PYTHON_HARNESS: &str = include_str!("../harness/python.py");
+/// The in-sandbox harness for Python programs: the channel codec, then the program's
+/// side (stdio runs, and serving the checker's calls).
+pub(crate) const PYTHON_HARNESS: &str = concat!(
+    include_str!("../harness/channel.py"),
+    include_str!("../harness/python.py")
+);
+
+/// The checker: the channel codec, then the process that holds a problem's call and
+/// assert tests and judges the program's answers (see harness/checker.py).
+pub(crate) const PYTHON_CHECKER: &str = concat!(
+    include_str!("../harness/channel.py"),
+    include_str!("../harness/checker.py")
+);
 
 /// A language profile as written in sandboxes/NAME.toml.
 #[derive(Debug, Clone, Deserialize)]

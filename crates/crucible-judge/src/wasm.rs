@@ -180,8 +180,12 @@ pub(crate) fn dispatch(
     sandbox: &crucible_sandbox::ProcessSandbox,
     _profile: &crate::LanguageProfile,
     spec: &crucible_sandbox::RunSpec,
+    channel: Option<std::os::fd::OwnedFd>,
 ) -> crucible_core::RunReport {
-    sandbox.run(spec)
+    match channel {
+        Some(c) => sandbox.run_with_channel(spec, c),
+        None => sandbox.run(spec),
+    }
 }
 
 #[cfg(feature = "wasm")]
@@ -193,6 +197,7 @@ mod enabled {
     use crucible_sandbox::{
         ProcessSandbox, RunSpec, SnapshotSpec, WasmConfig, WasmModule, WasmRunSpec, WasmSandbox,
     };
+    use std::os::fd::OwnedFd;
     use std::sync::{Arc, OnceLock};
 
     /// The boot script for CPython guests.
@@ -212,16 +217,19 @@ mod enabled {
             .map_err(Clone::clone)
     }
 
-    /// Runs `spec` in the sandbox the profile names: the process sandbox, or wasm.
+    /// Runs `spec` in the sandbox the profile names: the process sandbox, or wasm. With
+    /// a `channel`, it replaces the program's stdin (and, under wasm, its stdout).
     pub(crate) fn dispatch(
         sandbox: &ProcessSandbox,
         profile: &LanguageProfile,
         spec: &RunSpec,
+        channel: Option<OwnedFd>,
     ) -> RunReport {
-        match &profile.wasm {
-            None => sandbox.run(spec),
-            Some(w) => match backend() {
-                Ok(b) => run(b, profile, w, spec),
+        match (&profile.wasm, channel) {
+            (None, None) => sandbox.run(spec),
+            (None, Some(c)) => sandbox.run_with_channel(spec, c),
+            (Some(w), channel) => match backend() {
+                Ok(b) => run(b, profile, w, spec, channel),
                 Err(e) => RunReport::sandbox_error(format!("wasm backend: {e}")),
             },
         }
@@ -272,6 +280,7 @@ mod enabled {
         profile: &LanguageProfile,
         w: &WasmProfile,
         spec: &RunSpec,
+        channel: Option<OwnedFd>,
     ) -> RunReport {
         let mut files = spec.files.clone();
         let mut argv = spec.argv.clone();
@@ -333,7 +342,7 @@ mod enabled {
                 .saturating_mul(10)
                 .saturating_add(5_000),
         );
-        b.run(&WasmRunSpec {
+        let run = WasmRunSpec {
             module: &module,
             argv,
             env: spec.env.clone(),
@@ -342,6 +351,10 @@ mod enabled {
             limits,
             fuel,
             fuel_per_ms: w.fuel_per_ms,
-        })
+        };
+        match channel {
+            Some(c) => b.run_with_channel(&run, c),
+            None => b.run(&run),
+        }
     }
 }

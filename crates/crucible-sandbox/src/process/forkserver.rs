@@ -330,8 +330,22 @@ impl ForkServer {
     /// a cgroup that could not be set) come back as a report with status `SandboxError`,
     /// and the slot gets a new zygote for its next execution.
     pub fn run(&self, req: &ExecRequest) -> RunReport {
+        self.run_inner(req, None)
+    }
+
+    /// Runs one execution, like [`run`](Self::run), with `channel` (a socket) as its
+    /// stdin instead of `req.stdin`, for a program that talks with another process over
+    /// it. Our copy is closed once the zygote has its own, so the other end sees EOF
+    /// when the execution is gone.
+    pub fn run_with_channel(&self, req: &ExecRequest, channel: OwnedFd) -> RunReport {
+        self.run_inner(req, Some(channel))
+    }
+
+    fn run_inner(&self, req: &ExecRequest, channel: Option<OwnedFd>) -> RunReport {
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_run(req)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.try_run(req, channel)
+        }));
         let report = match r {
             Ok(Ok(report)) => report,
             Ok(Err(msg)) => {
@@ -356,7 +370,7 @@ impl ForkServer {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn try_run(&self, req: &ExecRequest) -> Result<RunReport, RunError> {
+    fn try_run(&self, req: &ExecRequest, channel: Option<OwnedFd>) -> Result<RunReport, RunError> {
         if req.argv.is_empty() {
             return Err("the execution's argv is empty".into());
         }
@@ -365,7 +379,7 @@ impl ForkServer {
         }
         let mut slot = self.acquire()?;
         let result = self.ensure_zygote(&mut slot).map_err(ExecFailure::broken);
-        let result = result.and_then(|()| self.exec(&mut slot, req));
+        let result = result.and_then(|()| self.exec(&mut slot, req, channel));
         let result = match result {
             Ok(report) => Ok(report),
             Err(f) => {
@@ -491,7 +505,12 @@ impl ForkServer {
     }
 
     /// One execution on a slot whose zygote is running.
-    fn exec(&self, slot: &mut Slot, req: &ExecRequest) -> Result<RunReport, ExecFailure> {
+    fn exec(
+        &self,
+        slot: &mut Slot,
+        req: &ExecRequest,
+        channel: Option<OwnedFd>,
+    ) -> Result<RunReport, ExecFailure> {
         let limits = req.limits;
         let cg = &mut slot.exec_cgroup;
         if let Err(e) = cg.set_limits(limits.memory_bytes, u64::from(limits.processes.max(1))) {
@@ -511,7 +530,10 @@ impl ForkServer {
 
         // The request and its descriptors.
         let payload = payload_memfd(&req.files)?;
-        let stdin = stdin_memfd(&req.stdin)?;
+        let stdin = match channel {
+            Some(c) => c,
+            None => stdin_memfd(&req.stdin)?,
+        };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         for r in [&out_r, &err_r] {
@@ -1137,6 +1159,7 @@ impl Spawner {
                         keep_caps: Some(ZYGOTE_CAPS),
                         seccomp: &zygote_filter,
                         rlimits: Some(zygote_rlimits()),
+                        stdin: None,
                     };
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         sandbox.launch(&job.spec, &opts)

@@ -354,6 +354,18 @@ pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
     Ok(())
 }
 
+/// A close-on-exec duplicate of `fd`.
+pub(crate) fn dup_fd(fd: RawFd) -> Result<OwnedFd, RunError> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller keeps open; the new one
+    // is ours alone.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(format!("dup: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: just returned by the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// A memfd holding `data`, positioned at the start: the program's stdin. A file rather
 /// than a pipe, so a large stdin never blocks either side.
 pub(crate) fn stdin_memfd(data: &[u8]) -> Result<OwnedFd, RunError> {
@@ -504,8 +516,22 @@ impl ProcessSandbox {
     /// Never panics: infrastructure failures come back as a report with status
     /// `SandboxError` and a message naming the failed step.
     pub fn run(&self, spec: &RunSpec) -> RunReport {
+        self.run_inner(spec, None)
+    }
+
+    /// Runs one program, like [`run`](Self::run), with `channel` (a socket, usually one
+    /// end of a socketpair) as its stdin instead of `spec.stdin`: the program reads and
+    /// writes it while another process holds the other end. Our copy is closed as soon
+    /// as the program has its own, so the other end sees EOF when the program is gone.
+    pub fn run_with_channel(&self, spec: &RunSpec, channel: OwnedFd) -> RunReport {
+        self.run_inner(spec, Some(channel))
+    }
+
+    fn run_inner(&self, spec: &RunSpec, channel: Option<OwnedFd>) -> RunReport {
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_run(spec)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.try_run(spec, channel)
+        }));
         let report = match r {
             Ok(Ok(report)) => report,
             Ok(Err(msg)) => {
@@ -649,9 +675,12 @@ impl ProcessSandbox {
         Ok(ops)
     }
 
-    fn try_run(&self, spec: &RunSpec) -> Result<RunReport, RunError> {
+    fn try_run(&self, spec: &RunSpec, channel: Option<OwnedFd>) -> Result<RunReport, RunError> {
         let limits = spec.limits;
-        let launched = self.launch(spec, &LaunchOptions::program(&self.seccomp))?;
+        let mut opts = LaunchOptions::program(&self.seccomp);
+        opts.stdin = channel.as_ref().map(|c| c.as_raw_fd());
+        let launched = self.launch(spec, &opts)?;
+        drop(channel);
         let Launched {
             mut child,
             out,
@@ -803,7 +832,10 @@ impl ProcessSandbox {
         let (report_r, report_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let stdin = stdin_memfd(&spec.stdin)?;
+        let stdin = match opts.stdin {
+            Some(fd) => dup_fd(fd)?,
+            None => stdin_memfd(&spec.stdin)?,
+        };
         for fd in [&report_r, &out_r, &err_r] {
             set_nonblocking(fd)?;
         }
@@ -971,6 +1003,8 @@ pub(crate) struct LaunchOptions<'a> {
     pub seccomp: &'a [libc::sock_filter],
     /// The program's rlimits; None derives them from the spec's limits.
     pub rlimits: Option<Vec<Rlimit>>,
+    /// A descriptor the program gets as its stdin instead of the spec's bytes.
+    pub stdin: Option<RawFd>,
 }
 
 impl<'a> LaunchOptions<'a> {
@@ -981,6 +1015,7 @@ impl<'a> LaunchOptions<'a> {
             keep_caps: None,
             seccomp,
             rlimits: None,
+            stdin: None,
         }
     }
 }

@@ -584,7 +584,7 @@ impl WasmSandbox {
             fuel_per_ms: spec.fuel_per_ms,
         };
         let mut captured: Option<(Vec<snapshot::GlobalValue>, Vec<u8>, u64)> = None;
-        let report = self.execute(&run, dir.path(), |store, instance| {
+        let report = self.execute(&run, dir.path(), None, |store, instance| {
             let mut globals = Vec::new();
             for i in layout.defined_global_indices() {
                 let g = instance
@@ -691,6 +691,17 @@ impl WasmSandbox {
     /// Runs a module once and reports what happened. Never fails: a host-side problem is
     /// a report with status sandbox_error.
     pub fn run(&self, spec: &WasmRunSpec<'_>) -> RunReport {
+        self.run_inner(spec, None)
+    }
+
+    /// Runs a module once, like [`run`](Self::run), with `channel` (a socket) as the
+    /// guest's stdin and stdout instead of `spec.stdin` and a captured stdout: the guest
+    /// talks with the process at the other end (stderr is still captured).
+    pub fn run_with_channel(&self, spec: &WasmRunSpec<'_>, channel: std::os::fd::OwnedFd) -> RunReport {
+        self.run_inner(spec, Some(wasi::Channel::new(channel)))
+    }
+
+    fn run_inner(&self, spec: &WasmRunSpec<'_>, channel: Option<wasi::Channel>) -> RunReport {
         // The thread's empty work dir, made on first use. A directory that cannot be
         // emptied after a run is dropped (and removed) and the next run makes another.
         let dir = WORK_DIRS.with(|dirs| -> Result<PathBuf, WasmError> {
@@ -707,7 +718,7 @@ impl WasmSandbox {
             Ok(d) => d,
             Err(e) => return RunReport::sandbox_error(e.to_string()),
         };
-        let mut report = self.execute(spec, &dir, |_, _| Ok(()));
+        let mut report = self.execute(spec, &dir, channel, |_, _| Ok(()));
         if let Err(e) = empty_dir(&dir) {
             tracing::warn!(error = %e, dir = %dir.display(), "could not empty a wasm work dir");
             WORK_DIRS.with(|dirs| dirs.borrow_mut().remove(&self.scratch_dir));
@@ -726,6 +737,7 @@ impl WasmSandbox {
         &self,
         spec: &WasmRunSpec<'_>,
         dir: &Path,
+        channel: Option<wasi::Channel>,
         after: impl FnOnce(&mut Store<RunState>, &wasmtime::Instance) -> Result<(), String>,
     ) -> RunReport {
         let started = Instant::now();
@@ -760,11 +772,14 @@ impl WasmSandbox {
         let stdout = wasi::CappedPipe::new(spec.limits.output_bytes);
         let stderr = wasi::CappedPipe::new(spec.limits.output_bytes);
         let mut b = WasiCtxBuilder::new();
-        b.args(&spec.argv)
-            .envs(&spec.env)
-            .stdin(MemoryInputPipe::new(spec.stdin.clone()))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+        b.args(&spec.argv).envs(&spec.env).stderr(stderr.clone());
+        match channel {
+            Some(c) => b.stdin(c.clone()).stdout(c),
+            None => b
+                .stdin(MemoryInputPipe::new(spec.stdin.clone()))
+                .stdout(stdout.clone()),
+        };
+        b
             .secure_random(wasi::deterministic_random())
             .insecure_random(wasi::deterministic_random())
             .insecure_random_seed(0)
