@@ -261,6 +261,7 @@ pub fn fork_spec(slots: usize) -> ZygoteSpec {
         memory_bytes: 256 << 20,
         slots,
         warm: 1,
+        in_place: false,
     }
 }
 

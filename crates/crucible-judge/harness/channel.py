@@ -42,27 +42,31 @@ def send(fd, obj):
         view = view[n:]
 
 
+# Bytes read past the last message, per descriptor: reading ahead in large chunks takes
+# several pipelined answers in one system call.
+_buffers = {}
+
+
 def _read_exact(fd, n):
-    chunks = []
-    while n:
-        chunk = _os.read(fd, min(n, 1 << 20))
+    buf = _buffers.get(fd)
+    if buf is None:
+        buf = _buffers[fd] = bytearray()
+    while len(buf) < n:
+        chunk = _os.read(fd, max(n - len(buf), 1 << 16))
         if not chunk:
             raise ChannelClosed()
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        buf += chunk
+    data = bytes(buf[:n])
+    del buf[:n]
+    return data
 
 
 def recv_raw(fd):
     """The next message's bytes. ChannelClosed at end of stream."""
     try:
-        header = _read_exact(fd, 4)
-    except OSError as exc:
-        raise ChannelClosed() from exc
-    (size,) = _HEADER.unpack(header)
-    if size > MESSAGE_MAX:
-        raise ProtocolError("a message of %d bytes (at most %d)" % (size, MESSAGE_MAX))
-    try:
+        (size,) = _HEADER.unpack(_read_exact(fd, 4))
+        if size > MESSAGE_MAX:
+            raise ProtocolError("a message of %d bytes (at most %d)" % (size, MESSAGE_MAX))
         return _read_exact(fd, size)
     except OSError as exc:
         raise ChannelClosed() from exc

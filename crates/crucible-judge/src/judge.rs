@@ -119,7 +119,7 @@ impl Judge {
             return None;
         }
         let cell = self.forks.get(&profile.name)?;
-        cell.get_or_init(|| self.start_fork_server(profile, HARNESS, PYTHON_HARNESS))
+        cell.get_or_init(|| self.start_fork_server(profile, HARNESS, PYTHON_HARNESS, false))
             .as_ref()
     }
 
@@ -130,7 +130,7 @@ impl Judge {
             return None;
         }
         self.checkers
-            .get_or_init(|| self.start_fork_server(profile, CHECKER, PYTHON_CHECKER))
+            .get_or_init(|| self.start_fork_server(profile, CHECKER, PYTHON_CHECKER, true))
             .as_ref()
     }
 
@@ -141,6 +141,7 @@ impl Judge {
         profile: &LanguageProfile,
         name: &str,
         entry: &str,
+        in_place: bool,
     ) -> Option<ForkServer> {
         let preload = profile.preload.join(",");
         let entry_path = format!("/work/{name}");
@@ -161,6 +162,8 @@ impl Judge {
             warm: self
                 .fork_slots
                 .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            // The checker never runs submitted code, so it needs no child per run.
+            in_place,
         };
         match ForkServer::with_sandbox(&self.sandbox, spec) {
             Ok(server) => Some(server),

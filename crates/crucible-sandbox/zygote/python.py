@@ -8,6 +8,10 @@
 #
 #   zygote.py --entry FILE [--preload mod,mod,...]
 #
+# With "in_place" in the init message, the zygote forks nothing: each execution is the
+# entry's run_in_place(argv, prepared, stdin, stdout, stderr) called in the zygote
+# itself, after it has dropped to the program's ids (for trusted entry points only).
+#
 # FILE is imported once here (compiled ahead); each child runs its main() with sys.argv
 # set from the request, as `python3 FILE ARGS...` would.
 #
@@ -82,6 +86,8 @@ _entry = None
 # What the entry's prepare() returned for the execution about to be forked, if anything.
 _prepared = None
 _uid = _gid = None
+# Executions run in the zygote itself (a trusted entry point; see ZygoteSpec::in_place).
+_in_place = False
 _filter = None
 _prog = None
 
@@ -267,6 +273,37 @@ def _isolate(req):
     )
 
 
+def _exec_in_place(req, fds):
+    # Runs the entry's run_in_place() here, with the execution's descriptors, and
+    # reports its exit status and the CPU time it took. Nothing is forked or mounted.
+    stdin_fd, out_fd, err_fd, payload = fds
+    status = 0
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        prepared = _run_prepare(req, payload)
+        _entry.run_in_place(list(req["argv"]), prepared, stdin_fd, out_fd, err_fd)
+    except BaseException as exc:  # noqa: B902 - reported as the execution's failure
+        status = 1 << 8
+        try:
+            os.write(err_fd, ("%s: %s\n" % (type(exc).__name__, exc)).encode())
+        except OSError:
+            pass
+    finally:
+        for fd in fds:
+            os.close(fd)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    _sock.send(
+        _EXIT
+        % (
+            req["id"],
+            status,
+            int((r1.ru_utime - r0.ru_utime) * 1e6),
+            int((r1.ru_stime - r0.ru_stime) * 1e6),
+            r1.ru_maxrss,
+        )
+    )
+
+
 def _exec(req, fds):
     # Returns True in the child, once it is ready to run the entry point; in the zygote,
     # False once the child is reaped and reported.
@@ -278,6 +315,9 @@ def _exec(req, fds):
     global _prepared
     if len(fds) != 4:
         fail("expected 4 descriptors")
+        return False
+    if _in_place:
+        _exec_in_place(req, fds)
         return False
     try:
         _isolate(req)
@@ -335,7 +375,7 @@ def _load_entry(path):
 def _serve():
     # The zygote's life: load, then serve requests. Returns only in a child, with the
     # argv its entry point is to see.
-    global _entry, _uid, _gid, _filter, _prog, _cgroup_procs
+    global _entry, _uid, _gid, _filter, _prog, _cgroup_procs, _in_place
     args = sys.argv[1:]
     entry, preload = None, []
     while args:
@@ -354,6 +394,7 @@ def _serve():
         os._exit(2)
     _cgroup_procs = fds
     _uid, _gid = init["uid"], init["gid"]
+    _in_place = bool(init.get("in_place"))
     bpf = bytes.fromhex(init["seccomp"])
     _filter = ctypes.create_string_buffer(bpf, len(bpf))
     _prog = _Prog(len(bpf) // 8, ctypes.addressof(_filter))
@@ -369,6 +410,11 @@ def _serve():
         _entry = _load_entry(entry)
     # Everything loaded so far is shared with the children and never collected, so
     # their garbage collector does not touch (and copy) those pages.
+    if _in_place:
+        # Runs happen here, so here is where privileges end: the program's ids, and
+        # with them every capability (nothing is forked, mounted or unshared now).
+        os.setresgid(_gid, _gid, _gid)
+        os.setresuid(_uid, _uid, _uid)
     gc.collect()
     gc.freeze()
     _send({"op": "ready", "missing": missing})

@@ -104,6 +104,15 @@ pub struct ZygoteSpec {
     /// Zygotes started, side by side, when the server is made (at least 1, at most
     /// `slots`).
     pub warm: usize,
+    /// Each execution runs in the zygote itself, one after another, instead of in a
+    /// forked child: no fork, cgroup reset or work dir per execution. For trusted entry
+    /// points only (the judge's checker), which must not run submitted code; the zygote
+    /// drops to the program's ids and every capability once it has loaded, and the
+    /// entry's `run_in_place(argv, prepared, stdin, stdout, stderr)` is called with the
+    /// execution's descriptors. An execution past its wall clock, over its output cap,
+    /// or that kills its zygote ends with what it had written, and the slot gets a new
+    /// zygote. Its CPU time and memory are the zygote's own (rusage).
+    pub in_place: bool,
 }
 
 /// One execution in a fork server.
@@ -211,6 +220,8 @@ struct ExecFailure {
     message: String,
     /// The zygote can no longer be trusted (dead, silent, or out of step): replace it.
     zygote_broken: bool,
+    /// What the execution still gets (an in-place execution that ended its zygote).
+    report: Option<RunReport>,
 }
 
 impl ExecFailure {
@@ -218,6 +229,7 @@ impl ExecFailure {
         ExecFailure {
             message: message.into(),
             zygote_broken: true,
+            report: None,
         }
     }
 
@@ -225,6 +237,7 @@ impl ExecFailure {
         ExecFailure {
             message: message.into(),
             zygote_broken: false,
+            report: None,
         }
     }
 }
@@ -272,6 +285,7 @@ impl ForkServer {
             "seccomp": hex(&seccomp::to_bytes(&seccomp::build(seccomp::Policy::ZygoteChild))),
             "uid": PROGRAM_ID,
             "gid": PROGRAM_ID,
+            "in_place": spec.in_place,
         });
         let server = ForkServer {
             sandbox: sandbox.clone(),
@@ -379,7 +393,13 @@ impl ForkServer {
         }
         let mut slot = self.acquire()?;
         let result = self.ensure_zygote(&mut slot).map_err(ExecFailure::broken);
-        let result = result.and_then(|()| self.exec(&mut slot, req, channel));
+        let result = result.and_then(|()| {
+            if self.spec.in_place {
+                self.exec_in_place(&mut slot, req, channel)
+            } else {
+                self.exec(&mut slot, req, channel)
+            }
+        });
         let result = match result {
             Ok(report) => Ok(report),
             Err(f) => {
@@ -387,7 +407,7 @@ impl ForkServer {
                     tracing::warn!(slot = slot.index, error = %f.message, "replacing a zygote");
                     self.retire_zygote(&mut slot);
                 }
-                Err(f.message)
+                f.report.ok_or(f.message)
             }
         };
         self.release(slot);
@@ -619,6 +639,142 @@ impl ForkServer {
                 ))
             }
         }
+    }
+}
+
+impl ForkServer {
+    /// One execution in the slot's zygote itself (see [`ZygoteSpec::in_place`]).
+    fn exec_in_place(
+        &self,
+        slot: &mut Slot,
+        req: &ExecRequest,
+        channel: Option<OwnedFd>,
+    ) -> Result<RunReport, ExecFailure> {
+        let limits = req.limits;
+        slot.execs += 1;
+        let id = slot.execs;
+        let Some(z) = slot.zygote.as_ref() else {
+            return Err(ExecFailure::broken("no zygote"));
+        };
+        let payload = payload_memfd(&req.files)?;
+        let stdin = match channel {
+            Some(c) => c,
+            None => stdin_memfd(&req.stdin)?,
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        for r in [&out_r, &err_r] {
+            set_nonblocking(r)?;
+            // SAFETY: as in `exec`.
+            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+        }
+        let msg = serde_json::json!({
+            "op": "exec",
+            "id": id,
+            "argv": req.argv,
+            "files": req.files.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>(),
+            "prepare": req.prepare,
+        });
+        let fds = [
+            stdin.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+            payload.as_raw_fd(),
+        ];
+        let sent = Instant::now();
+        send_with_fds(&z.sock, msg.to_string().as_bytes(), &fds)
+            .map_err(|e| ExecFailure::broken(format!("sending the request to the zygote: {e}")))?;
+        drop((stdin, out_w, err_w, payload));
+
+        let mut out = Capture::new(out_r, limits.output_bytes);
+        let mut err = Capture::new(err_r, limits.output_bytes);
+        let deadline = sent + Duration::from_millis(limits.wall_time_ms);
+        // Either the zygote's exit report, or why it had to go (and what the execution
+        // is then reported as).
+        let mut kill = None;
+        let exit: Option<Message> = loop {
+            let now = Instant::now();
+            if now >= deadline {
+                kill = Some(KillReason::Wall);
+                break None;
+            }
+            let mut fds = [
+                pollfd(z.sock.as_raw_fd()),
+                pollfd(z.launched.child.pidfd.as_raw_fd()),
+                pollfd(if out.open { out.file.as_raw_fd() } else { -1 }),
+                pollfd(if err.open { err.file.as_raw_fd() } else { -1 }),
+            ];
+            let ms = deadline
+                .saturating_duration_since(now)
+                .as_micros()
+                .div_ceil(1000)
+                .min(i32::MAX as u128) as i32;
+            // SAFETY: fds is a valid array of pollfd for the call's duration.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            let mut over = None;
+            for (c, is_stdout, i) in [(&mut out, true, 2), (&mut err, false, 3)] {
+                if c.open && fds[i].revents != 0 && c.pump(1 << 20) {
+                    over = Some(KillReason::Output { stdout: is_stdout });
+                }
+            }
+            if over.is_some() {
+                kill = over;
+                break None;
+            }
+            if fds[0].revents != 0 {
+                match recv_message(&z.sock) {
+                    Ok(Some((m, _))) if m.id == Some(id) && m.op == "exit" => break Some(m),
+                    Ok(Some((m, _))) => {
+                        return Err(ExecFailure::broken(format!(
+                            "unexpected {:?} from an in-place zygote",
+                            m.op
+                        )))
+                    }
+                    Ok(None) => {}
+                    Err(_) => break None, // the zygote died mid-execution
+                }
+            } else if fds[1].revents != 0 {
+                break None;
+            }
+        };
+        let exited = Instant::now();
+        out.pump(usize::MAX);
+        err.pump(usize::MAX);
+        let (status, cpu_ms, memory_kb) = match &exit {
+            Some(m) => (
+                m.status,
+                m.utime_us.saturating_add(m.stime_us) / 1000,
+                m.maxrss_kb,
+            ),
+            // Killed, or dead by its own doing (a crash, the OOM killer).
+            None => (Some(libc::SIGKILL), 0, 0),
+        };
+        let facts = Facts {
+            kill,
+            program_status: status,
+            init_status: 0,
+            cpu_ms,
+            limits,
+            cgroup: false,
+            oom_kills: 0,
+            peak_bytes: None,
+        };
+        let report = super::report_from(
+            &facts,
+            out,
+            err,
+            exited.duration_since(sent).as_millis() as u64,
+            memory_kb,
+        );
+        if exit.is_some() {
+            drain_zygote_output(z, false);
+            return Ok(report);
+        }
+        Err(ExecFailure {
+            message: "an in-place execution ended its zygote".into(),
+            zygote_broken: true,
+            report: Some(report),
+        })
     }
 }
 
