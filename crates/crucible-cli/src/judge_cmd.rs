@@ -227,7 +227,7 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         .map(|j| j.submission.language.as_str())
         .collect();
     for lang in languages {
-        judge.fork_server(lang);
+        judge.warm_up(lang);
     }
     let scheduler = Scheduler::new(Arc::new(judge), concurrency);
     let started = Instant::now();

@@ -114,6 +114,26 @@ impl Judge {
         self.fork_server_for(profile)
     }
 
+    /// Starts what judging `language` will need (its fork server, and the checkers'
+    /// for a language whose call and assert tests a checker judges), so that the first
+    /// submissions do not wait for interpreters to load.
+    pub fn warm_up(&self, language: &str) {
+        let Ok(profile) = self.profiles.get(language) else {
+            return;
+        };
+        self.fork_server_for(profile);
+        let python_harness = profile.fork_server
+            || profile
+                .wasm
+                .as_ref()
+                .is_some_and(|w| w.boot == Some(crate::wasm::Boot::Python));
+        if profile.compile.is_none() && python_harness {
+            if let Ok(checker) = self.profiles.get(CHECKER_PROFILE) {
+                self.checker_server(checker);
+            }
+        }
+    }
+
     fn fork_server_for(&self, profile: &LanguageProfile) -> Option<&ForkServer> {
         if !self.fork_enabled || !profile.fork_server || profile.wasm.is_some() {
             return None;
