@@ -598,7 +598,13 @@ def _check(plan, chan_fd, out_fd):
             holder = {}
 
             def call(fn=fn, args=test["args"]):
-                holder["value"] = json.loads(json.dumps(fn(*args), allow_nan=True))
+                value = fn(*args)
+                try:
+                    text = json.dumps(value, allow_nan=False)
+                except ValueError:
+                    # An expected value is JSON, which has no nan or infinities.
+                    raise AssertionError("returned %r, which no expected value equals" % (value,)) from None
+                holder["value"] = json.loads(text)
 
             status, payload, wall = timed(call)
             report(tid, status, payload, wall, holder.get("value") if status == "pass" else None)

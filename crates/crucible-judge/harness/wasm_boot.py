@@ -28,9 +28,8 @@ _compiled = {}
 
 
 def _patch_os():
-    # WASI has no dup/dup2. The harness keeps fd 1 for its records and redirects the
-    # program's prints to stderr; here fd 1 itself stays the record channel and
-    # sys.stdout becomes stderr, which gives the program the same view.
+    # WASI has no dup/dup2. A program that points fd 1 at stderr with dup2(2, 1), as
+    # the process sandbox allows, gets the same view here: sys.stdout becomes stderr.
     def dup(fd):
         return fd
 
