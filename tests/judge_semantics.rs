@@ -122,7 +122,8 @@ fn early_exit_is_not_a_pass() {
 
 #[test]
 fn forged_results_are_ignored() {
-    // Prints records shaped like the harness's, without the nonce, then exits.
+    // Prints records shaped like the checker's, then exits: only the checker's stdout
+    // holds records, and it is another process's.
     let code = "import os\nfor i in range(3):\n    os.write(1, ('{\"id\": \"0.%d\", \"status\": \"pass\", \"n\": \"x\"}\\n' % i).encode())\nos.write(1, b'{\"event\": \"done\", \"n\": \"x\"}\\n')\nos._exit(0)\n";
     let r = judge_code(&check_suite(), code);
     assert_ne!(r.verdict, Verdict::Accepted, "{r:?}");
@@ -148,9 +149,8 @@ fn reading_the_test_spec_finds_nothing() {
 
 #[test]
 fn the_work_dir_looks_the_same_either_way() {
-    // The fork server's zygote takes the tests spec before forking and never writes it;
-    // a fresh run's harness deletes it before the submission runs. Either way the
-    // submission sees the same two files.
+    // The tests never reach the program's work dir, on either path: it holds the
+    // program and the harness that serves the checker's calls, nothing else.
     let p = problem(vec![TestCase::Assert {
         code: "assert files() == ['.crucible_harness.py', 'solution.py']".into(),
         entry_point: None,
@@ -163,9 +163,9 @@ fn the_work_dir_looks_the_same_either_way() {
 }
 
 #[test]
-fn tests_are_compiled_before_the_submission_can_tamper_with_compiling() {
-    // A submission that replaces compile (or ast.parse) once it runs must not turn its
-    // tests into no-ops: they were compiled before it ran.
+fn tampering_with_compile_cannot_touch_the_tests() {
+    // A submission that replaces compile (or ast.parse) changes its own interpreter; the
+    // tests are compiled and run by the checker, another process.
     for hack in [
         "import builtins\n_c = builtins.compile\nbuiltins.compile = lambda *a, **k: _c('pass', 'x', 'exec')\n",
         "import ast\n_p = ast.parse\nast.parse = lambda *a, **k: _p('pass')\n",
@@ -180,10 +180,10 @@ fn tests_are_compiled_before_the_submission_can_tamper_with_compiling() {
 }
 
 #[test]
-fn tampering_with_the_zygotes_compiled_tests_reaches_no_later_run() {
-    // One zygote, so both runs are forked from it: the first empties the compiled tests
-    // it can see (the harness's cache and its own plan); the second, wrong, must still
-    // be judged on every assert.
+fn the_program_zygote_holds_no_tests() {
+    // One zygote, so both runs are forked from it. The first looks through everything
+    // it inherited for a test plan or a test's source and empties what it finds; the
+    // second, wrong, is still judged on every assert, by the checker.
     let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
     let mut j = Judge::new(
         sandbox,
@@ -198,13 +198,11 @@ fn tampering_with_the_zygotes_compiled_tests_reaches_no_later_run() {
         language: "python".into(),
         completion: completion.into(),
     };
-    let tamper = "import sys, gc\nm = sys.modules['__main__']\nfor o in gc.get_objects():\n    if type(o).__name__ == '_CheckPlan':\n        o.units = []\n        o.count = 0\nm._COMPILED.clear()\ndef add(a, b):\n    return a + b\n";
+    let tamper = "import sys, gc\nFOUND = []\nfor o in gc.get_objects():\n    if type(o).__name__ in ('_Plan', '_CheckPlan', '_Compiled') or (isinstance(o, dict) and 'tests' in o):\n        FOUND.append(type(o).__name__)\ndef add(a, b):\n    assert not FOUND, FOUND\n    return a + b\n";
     let r = j.judge(&p, &sub(tamper)).expect("judgeable");
     assert!(j.fork_server("python").is_some(), "fork server up");
-    assert_eq!(
-        r.total, 3,
-        "the plan was counted before the submission ran: {r:?}"
-    );
+    assert_eq!(r.verdict, Verdict::Accepted, "the zygote held tests: {r:?}");
+    assert_eq!(r.total, 3, "{r:?}");
     let r = j
         .judge(&p, &sub("def add(a, b):\n    return -1\n"))
         .expect("judgeable");

@@ -131,3 +131,52 @@ fn humaneval_wrong_completions_same_verdicts_as_process_backend() {
     }
     assert!(differ.is_empty(), "verdicts differ:\n{}", differ.join("\n"));
 }
+
+/// Every canonical solution of an MBPP set accepted under python-wasm. The time limit is
+/// raised for all: MBPP/123 takes ~5 s natively (PROVENANCE.md: "give it room") and ~14 s
+/// of fuel under python-wasm, past the default 10 s.
+fn assert_mbpp_accepted_under_python_wasm(kind: DatasetKind, rel: &str, expected: usize) {
+    if setup().is_none() {
+        return;
+    }
+    let Some(path) = shared_dataset(rel) else {
+        return;
+    };
+    let problems = load(kind, &path).expect("MBPP");
+    let sandbox = ProcessSandbox::new(SandboxConfig::default()).expect("sandbox");
+    let judge = Judge::new(
+        sandbox,
+        Profiles::load(None).expect("profiles"),
+        JudgeOptions {
+            limits: Some(crucible_core::Limits::default().with_time_ms(60_000)),
+            ..JudgeOptions::default()
+        },
+    );
+    let reports = judge_in_order(
+        Arc::new(judge),
+        0,
+        &problems,
+        in_language(canonical_submissions(&problems), "python-wasm"),
+    );
+    assert_eq!(reports.len(), expected);
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.verdict != Verdict::Accepted)
+        .map(|r| format!("{} {} {:?}", r.task_id, r.verdict, r.tests))
+        .collect();
+    assert!(failed.is_empty(), "not accepted:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn mbpp_full_canonical_all_accepted_under_python_wasm() {
+    assert_mbpp_accepted_under_python_wasm(DatasetKind::Mbpp, "mbpp/mbpp.jsonl", 974);
+}
+
+#[test]
+fn mbpp_sanitized_canonical_all_accepted_under_python_wasm() {
+    assert_mbpp_accepted_under_python_wasm(
+        DatasetKind::MbppSanitized,
+        "mbpp/sanitized-mbpp.json",
+        427,
+    );
+}

@@ -11,13 +11,15 @@
 #   t tuple, d dict (list of [key, value]), s set, fs frozenset, b bytes (hex),
 #   ba bytearray (hex), f float nan/inf/-inf, i big int (hex), c complex [re, im],
 #   r range [start, stop, step], it an iterator or generator (its items, materialised),
-#   ty a builtin type (by name), h a handle: an object that cannot cross as a value, kept by the program (v: its id,
+#   ty a builtin type (by name), m a standard-library module (by name, imported by
+#   the receiver), h a handle: an object that cannot cross as a value, kept by the program (v: its id,
 #   n: its type's name).
 # The decoder only ever builds builtin values (and, in the checker, its own Handle
 # objects), so nothing a submission defines exists on the checker's side.
 import builtins as _builtins
 import json
 import struct
+import sys as _sys
 
 _HEADER = struct.Struct(">I")
 # Largest message either side accepts; a program that sends more breaks the protocol.
@@ -132,6 +134,21 @@ def _int(v):
     return v
 
 
+def _module(name):
+    # A module crosses by name and is imported on the receiving side: a test that
+    # uses a module only the submission imported gets the real one, never the
+    # submission's object. Standard-library modules only.
+    top = name.partition(".")[0]
+    if top not in getattr(_sys, "stdlib_module_names", ()) or top in ("antigravity", "this"):
+        raise ProtocolError("module %r is not a standard-library module" % (name,))
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ProtocolError("module %r cannot be imported" % (name,)) from None
+
+
 def decoder(make_handle):
     """A function from message bytes to the value they hold; `make_handle(id, type_name)`
     builds what a handle decodes to."""
@@ -180,6 +197,8 @@ def decoder(make_handle):
             return iter(v)
         if tag == "ty" and type(v) is str and isinstance(getattr(_builtins, v, None), type):
             return getattr(_builtins, v)
+        if tag == "m" and type(v) is str:
+            return _module(v)
         if tag == "h" and type(v) is int and type(o.get("n")) is str:
             return make_handle(v, o["n"])
         raise ProtocolError("bad tag %r" % (tag,))

@@ -388,17 +388,23 @@ def _names(trees):
 
 def _shadowed_builtin(tree):
     # MBPP's `assert sum(10, 15) == 6` tests a function of the submission's that has a
-    # builtin's name. The name is the submission's only in a test of exactly that shape
-    # that reads no other free name: elsewhere (`abs(f(x) - y) < 1e-9`) it stays the
-    # builtin, so a submission cannot redefine what a test computes with.
-    if tree is None or len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+    # builtin's name. The name is the submission's only in test code made of asserts of
+    # exactly that shape, all of the same name, that reads no other free name:
+    # elsewhere (`abs(f(x) - y) < 1e-9`) it stays the builtin, so a submission cannot
+    # redefine what a test computes with.
+    if tree is None or not tree.body:
         return None
-    test = tree.body[0].test
-    if isinstance(test, ast.Compare):
-        test = test.left
-    if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name)):
+    names = set()
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Assert):
+            return None
+        test = stmt.test.left if isinstance(stmt.test, ast.Compare) else stmt.test
+        if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name)):
+            return None
+        names.add(test.func.id)
+    if len(names) != 1:
         return None
-    name = test.func.id
+    name = names.pop()
     if name not in dir(builtins) or _names([tree]) - set(dir(builtins)):
         return None
     return name

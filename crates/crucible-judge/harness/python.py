@@ -76,10 +76,13 @@ class _Server:
         raise ProtocolError("unknown handle")
 
     def _keep(self, value):
-        # A value that is not plain data. Iterators cross as their items; numbers and
+        # A value that is not plain data. Modules cross by name; iterators as their items;
+        # numbers and
         # containers of other types as the builtin value they convert to; anything else
         # (a class instance, a function) stays here and crosses as a handle.
         t = type(value)
+        if t is type(os):
+            return {"$": "m", "v": value.__name__}
         if hasattr(value, "__next__") and hasattr(value, "__iter__"):
             items = []
             for item in value:
