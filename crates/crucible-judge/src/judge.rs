@@ -26,6 +26,8 @@ const CHECKER_PROFILE: &str = "python";
 /// then judges them.
 const CHECKER_MARGIN_MS: u64 = 5_000;
 const CHECKER_MEMORY: u64 = 512 << 20;
+/// Modules a checker's zygote imports before its first check.
+const CHECKER_PRELOAD: &str = "ast,random,typing,math";
 /// The fork server's zygote script, in the zygote's own work dir.
 const ZYGOTE: &str = ".crucible_zygote.py";
 /// Memory limit of a zygote's own cgroup (the interpreter with its preloaded modules).
@@ -121,17 +123,23 @@ impl Judge {
         let Ok(profile) = self.profiles.get(language) else {
             return;
         };
-        self.fork_server_for(profile);
         let python_harness = profile.fork_server
             || profile
                 .wasm
                 .as_ref()
                 .is_some_and(|w| w.boot == Some(crate::wasm::Boot::Python));
-        if profile.compile.is_none() && python_harness {
-            if let Ok(checker) = self.profiles.get(CHECKER_PROFILE) {
-                self.checker_server(checker);
+        let checker = self
+            .profiles
+            .get(CHECKER_PROFILE)
+            .ok()
+            .filter(|_| profile.compile.is_none() && python_harness);
+        // Both pools' interpreters load side by side.
+        std::thread::scope(|s| {
+            if let Some(checker) = checker {
+                s.spawn(|| self.checker_server(checker));
             }
-        }
+            self.fork_server_for(profile);
+        });
     }
 
     fn fork_server_for(&self, profile: &LanguageProfile) -> Option<&ForkServer> {
@@ -163,7 +171,14 @@ impl Judge {
         entry: &str,
         in_place: bool,
     ) -> Option<ForkServer> {
-        let preload = profile.preload.join(",");
+        // The profile's preloads are for programs, which fork from the zygote; a checker
+        // runs in its zygote, so whatever it imports stays imported after its first
+        // check. It preloads only what it and most tests' prompts use at once.
+        let preload = if in_place {
+            CHECKER_PRELOAD.to_string()
+        } else {
+            profile.preload.join(",")
+        };
         let entry_path = format!("/work/{name}");
         let spec = ZygoteSpec {
             argv: profile.argv(
