@@ -300,21 +300,39 @@ def add(a, b):
         .judge(&secret, &sub(&secret, "def add(a, b):\n    return a + b\n"))
         .expect("judgeable");
     assert_eq!(first.verdict, Verdict::Accepted, "{first:?}");
-    let r = judge.judge(&seeker, &sub(&seeker, search)).expect("judgeable");
+    let r = judge
+        .judge(&seeker, &sub(&seeker, search))
+        .expect("judgeable");
     assert_eq!(r.verdict, Verdict::Accepted, "the secret was found: {r:?}");
     // The search itself works: it finds a needle that is in its own memory.
     let planted = format!("PLANT = 'CRUCIBLE-SECRET-7f3a9c'\n{search}");
-    let r = judge.judge(&seeker, &sub(&seeker, &planted)).expect("judgeable");
-    assert_eq!(r.verdict, Verdict::WrongAnswer, "the search finds what is there: {r:?}");
+    let r = judge
+        .judge(&seeker, &sub(&seeker, &planted))
+        .expect("judgeable");
+    assert_eq!(
+        r.verdict,
+        Verdict::WrongAnswer,
+        "the search finds what is there: {r:?}"
+    );
     // And in freed memory, where no object holds it any more (as a zygote's cache of
     // earlier problems would have left it).
     let freed = format!(
         "def plant():\n    return len(''.join(['CRUCIBLE-SECRET-', 'c9a3f7'[::-1]]) * 1000)\nplant()\n{search}"
     );
-    let r = judge.judge(&seeker, &sub(&seeker, &freed)).expect("judgeable");
-    assert_eq!(r.verdict, Verdict::WrongAnswer, "the search reads freed memory: {r:?}");
+    let r = judge
+        .judge(&seeker, &sub(&seeker, &freed))
+        .expect("judgeable");
+    assert_eq!(
+        r.verdict,
+        Verdict::WrongAnswer,
+        "the search reads freed memory: {r:?}"
+    );
     assert!(
-        r.tests[0].message.as_deref().unwrap_or("").contains("found in memory"),
+        r.tests[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("found in memory"),
         "{r:?}"
     );
 }

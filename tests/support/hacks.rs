@@ -27,7 +27,9 @@ def check(candidate):
     Problem {
         id: "redteam/humaneval".into(),
         prompt: None,
-        completion_prefix: "import math\n\n\ndef helper(x):\n    \"\"\"Twice x.\"\"\"\n    return x * 2\n\n\n".into(),
+        completion_prefix:
+            "import math\n\n\ndef helper(x):\n    \"\"\"Twice x.\"\"\"\n    return x * 2\n\n\n"
+                .into(),
         test_setup: String::new(),
         tests: vec![TestCase::Assert {
             code: test.into(),

@@ -241,7 +241,7 @@ fn run_checker(
         .work_dir_bytes
         .max(data.saturating_mul(2) + (1 << 20));
     let spec = compile::run_spec(argv, profile.env.clone(), files, Vec::new(), limits, mounts);
-    let run = crate::wasm::dispatch(sandbox, profile, &spec, None);
+    let run = crate::wasm::dispatch(sandbox, profile, &spec);
     interpret_checker(&run)
 }
 

@@ -191,7 +191,7 @@ fn run_program(
         limits,
         mounts,
     );
-    crate::wasm::dispatch(sandbox, profile, &spec, None)
+    crate::wasm::dispatch(sandbox, profile, &spec)
 }
 
 /// The verdict of a run before any comparison, or None when it exited cleanly and its

@@ -1,6 +1,6 @@
 use crate::compare::json_matches;
 use crate::compile::CompileCache;
-use crate::profile::{PYTHON_CHECKER, PYTHON_HARNESS};
+use crate::profile::{HarnessMode, HarnessRun, HARNESS_FILE, PYTHON_CHECKER, PYTHON_HARNESS};
 use crate::{JudgeError, LanguageProfile, Profiles};
 use crucible_core::{
     Limits, Problem, Report, RewardSpec, RunReport, RunStatus, Submission, TestCase, TestOutcome,
@@ -14,8 +14,6 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
 
-const SOURCE: &str = "solution.py";
-const HARNESS: &str = ".crucible_harness.py";
 /// The checker's script and the tests spec, in the checker's work dir (the program's
 /// never holds either).
 const CHECKER: &str = ".crucible_checker.py";
@@ -147,7 +145,7 @@ impl Judge {
             return None;
         }
         let cell = self.forks.get(&profile.name)?;
-        cell.get_or_init(|| self.start_fork_server(profile, HARNESS, PYTHON_HARNESS, false))
+        cell.get_or_init(|| self.start_fork_server(profile, HARNESS_FILE, PYTHON_HARNESS, false))
             .as_ref()
     }
 
@@ -214,44 +212,39 @@ impl Judge {
         }
     }
 
-    /// Runs the harness with `args` over `files`: in the language's fork server when it
-    /// has one, else in a fresh sandbox (process or wasm, as the profile says). The work
-    /// dir holds the same files either way. With a `channel`, it is the program's stdin
-    /// (and, under wasm, also its stdout) instead of `stdin`.
-    fn execute(
-        &self,
-        profile: &LanguageProfile,
-        args: &[&str],
-        files: Vec<(String, Vec<u8>)>,
-        stdin: &[u8],
-        limits: Limits,
-        channel: Option<OwnedFd>,
-    ) -> RunReport {
-        let harness = format!("/work/{HARNESS}");
+    /// Runs the harness over a program: in the language's fork server when it has one,
+    /// else in a fresh sandbox (process or wasm, as the profile says). The work dir holds
+    /// the same files either way.
+    fn run_harness(&self, profile: &LanguageProfile, run: HarnessRun<'_>) -> RunReport {
+        let harness = format!("/work/{HARNESS_FILE}");
         if let Some(server) = self.fork_server_for(profile) {
-            let mut argv = vec![harness];
-            argv.extend(args.iter().map(|a| a.to_string()));
             let req = ExecRequest {
-                argv,
-                files,
+                argv: vec![harness, run.mode.arg().to_string()],
+                files: run.files(),
                 prepare: Vec::new(),
-                stdin: stdin.to_vec(),
-                limits,
+                stdin: run.stdin.to_vec(),
+                limits: run.limits,
             };
-            return match channel {
+            return match run.channel {
                 Some(c) => server.run_with_channel(&req, c),
                 None => server.run(&req),
             };
         }
+        if profile.wasm.is_some() {
+            return crate::wasm::run_harness(profile, run);
+        }
         let spec = RunSpec {
-            argv: profile.argv(&harness, args),
+            argv: profile.argv(&harness, &[run.mode.arg()]),
             env: profile.env.clone(),
-            files,
-            stdin: stdin.to_vec(),
-            limits,
+            files: run.files(),
+            stdin: run.stdin.to_vec(),
+            limits: run.limits,
             mounts: profile.mounts.clone(),
         };
-        crate::wasm::dispatch(&self.sandbox, profile, &spec, channel)
+        match run.channel {
+            Some(c) => self.sandbox.run_with_channel(&spec, c),
+            None => self.sandbox.run(&spec),
+        }
     }
 
     /// Runs the checker for `spec` (the tests, as JSON) against the program on the
@@ -490,11 +483,14 @@ impl Judge {
         stdin: &[u8],
         limits: Limits,
     ) -> RunReport {
-        let files = vec![
-            (SOURCE.to_string(), program.as_bytes().to_vec()),
-            (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-        ];
-        self.execute(profile, &["stdio"], files, stdin, limits, None)
+        let run = HarnessRun {
+            mode: HarnessMode::Stdio,
+            program,
+            stdin,
+            limits,
+            channel: None,
+        };
+        self.run_harness(profile, run)
     }
 
     /// Runs every call and assert test of a submission: the program serves calls in its
@@ -530,16 +526,19 @@ impl Judge {
                 return interpret_checker(profile, problem, indices, run.clone(), run);
             }
         };
-        let files = vec![
-            (SOURCE.to_string(), program.as_bytes().to_vec()),
-            (HARNESS.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-        ];
+        let run = HarnessRun {
+            mode: HarnessMode::Serve,
+            program,
+            stdin: &[],
+            limits,
+            channel: Some(program_end),
+        };
         let checker_limits = checker_limits(profile, limits);
         let (checker, run) = std::thread::scope(|s| {
             let checker = s.spawn(|| {
                 self.run_checker(spec.to_string().into_bytes(), checker_end, checker_limits)
             });
-            let run = self.execute(profile, &["serve"], files, &[], limits, Some(program_end));
+            let run = self.run_harness(profile, run);
             let checker = checker
                 .join()
                 .unwrap_or_else(|_| RunReport::sandbox_error("the checker thread panicked"));

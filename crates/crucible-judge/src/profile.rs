@@ -53,6 +53,50 @@ pub(crate) const PYTHON_HARNESS: &str = concat!(
     include_str!("../harness/python.py")
 );
 
+/// The program's file in the work dir, and the harness's, on every backend.
+pub(crate) const SOLUTION_FILE: &str = "solution.py";
+pub(crate) const HARNESS_FILE: &str = ".crucible_harness.py";
+
+/// What the Python harness does with the program (harness/python.py's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HarnessMode {
+    /// Run it as `__main__` on stdin (stdio tests, `crucible run`).
+    Stdio,
+    /// Load it and answer the checker's calls over a channel.
+    Serve,
+}
+
+impl HarnessMode {
+    /// The harness's argument for this mode.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            HarnessMode::Stdio => "stdio",
+            HarnessMode::Serve => "serve",
+        }
+    }
+}
+
+/// One run of the harness over a program: the typed request each backend turns into
+/// its own (a fork-server execution, a fresh sandbox's argv, a wasm guest's).
+pub(crate) struct HarnessRun<'a> {
+    pub mode: HarnessMode,
+    pub program: &'a str,
+    pub stdin: &'a [u8],
+    pub limits: crucible_core::Limits,
+    /// For [`HarnessMode::Serve`]: the program's end of the checker's socket.
+    pub channel: Option<std::os::fd::OwnedFd>,
+}
+
+impl HarnessRun<'_> {
+    /// The work dir's files: the program and the harness.
+    pub(crate) fn files(&self) -> Vec<(String, Vec<u8>)> {
+        vec![
+            (SOLUTION_FILE.to_string(), self.program.as_bytes().to_vec()),
+            (HARNESS_FILE.to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
+        ]
+    }
+}
+
 /// The checker: the channel codec, then the process that holds a problem's call and
 /// assert tests and judges the program's answers (see harness/checker.py).
 pub(crate) const PYTHON_CHECKER: &str = concat!(

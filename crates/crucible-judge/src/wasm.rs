@@ -171,7 +171,7 @@ impl WasmFile {
 }
 
 #[cfg(feature = "wasm")]
-pub(crate) use enabled::dispatch;
+pub(crate) use enabled::{dispatch, run_harness};
 
 #[cfg(not(feature = "wasm"))]
 /// Without the wasm feature every run goes to the process sandbox (wasm profiles are
@@ -180,18 +180,23 @@ pub(crate) fn dispatch(
     sandbox: &crucible_sandbox::ProcessSandbox,
     _profile: &crate::LanguageProfile,
     spec: &crucible_sandbox::RunSpec,
-    channel: Option<std::os::fd::OwnedFd>,
 ) -> crucible_core::RunReport {
-    match channel {
-        Some(c) => sandbox.run_with_channel(spec, c),
-        None => sandbox.run(spec),
-    }
+    sandbox.run(spec)
+}
+
+#[cfg(not(feature = "wasm"))]
+/// Without the wasm feature no wasm profile is available, so none reaches here.
+pub(crate) fn run_harness(
+    profile: &crate::LanguageProfile,
+    _run: crate::profile::HarnessRun<'_>,
+) -> crucible_core::RunReport {
+    crucible_core::RunReport::sandbox_error(format!("{}: built without wasm", profile.name))
 }
 
 #[cfg(feature = "wasm")]
 mod enabled {
     use super::{Boot, WasmProfile};
-    use crate::profile::PYTHON_HARNESS;
+    use crate::profile::{HarnessMode, HarnessRun, HARNESS_FILE, PYTHON_HARNESS};
     use crate::LanguageProfile;
     use crucible_core::RunReport;
     use crucible_sandbox::{
@@ -203,9 +208,6 @@ mod enabled {
     /// The boot script for CPython guests.
     const WASM_BOOT: &str = include_str!("../harness/wasm_boot.py");
     const BOOT_FILE: &str = ".crucible_boot.py";
-    /// The harness's path in /work, as judge.rs writes it; the snapshot compiles the
-    /// harness under the same name so tracebacks read the same.
-    const HARNESS_PATH: &str = "/work/.crucible_harness.py";
 
     /// The process-wide wasm sandbox, made on first use: one engine and module cache
     /// serve every judge, and processes that never run wasm never pay for it.
@@ -217,22 +219,99 @@ mod enabled {
             .map_err(Clone::clone)
     }
 
-    /// Runs `spec` in the sandbox the profile names: the process sandbox, or wasm. With
-    /// a `channel`, it replaces the program's stdin (and, under wasm, its stdout).
+    /// Runs `spec` in the sandbox the profile names: the process sandbox, or for a wasm
+    /// profile its compiled module (`spec.argv[0]`, an artifact in the compile cache).
     pub(crate) fn dispatch(
         sandbox: &ProcessSandbox,
         profile: &LanguageProfile,
         spec: &RunSpec,
-        channel: Option<OwnedFd>,
     ) -> RunReport {
-        match (&profile.wasm, channel) {
-            (None, None) => sandbox.run(spec),
-            (None, Some(c)) => sandbox.run_with_channel(spec, c),
-            (Some(w), channel) => match backend() {
-                Ok(b) => run(b, profile, w, spec, channel),
-                Err(e) => RunReport::sandbox_error(format!("wasm backend: {e}")),
-            },
-        }
+        let Some(w) = &profile.wasm else {
+            return sandbox.run(spec);
+        };
+        let b = match backend() {
+            Ok(b) => b,
+            Err(e) => return RunReport::sandbox_error(format!("wasm backend: {e}")),
+        };
+        // The guest sees a plain name instead of the cache's host path.
+        let Some(artifact) = spec.argv.first() else {
+            return RunReport::sandbox_error("no compiled module to run");
+        };
+        let bytes = match std::fs::read(artifact) {
+            Ok(bytes) => bytes,
+            Err(e) => return RunReport::sandbox_error(format!("{artifact}: {e}")),
+        };
+        let module = b.load_bytes(&profile.name, &bytes, false);
+        let mut argv = spec.argv.clone();
+        argv[0] = "main.wasm".into();
+        let guest = Guest {
+            argv,
+            env: spec.env.clone(),
+            files: spec.files.clone(),
+            stdin: &spec.stdin,
+            limits: spec.limits,
+            channel: None,
+        };
+        run(b, w, module.map_err(|e| e.to_string()), guest)
+    }
+
+    /// Runs the Python harness (or, for a source interpreter such as QuickJS, the
+    /// program itself, stdio only) in a wasm guest of the profile's interpreter.
+    pub(crate) fn run_harness(profile: &LanguageProfile, run_: HarnessRun<'_>) -> RunReport {
+        let Some(w) = &profile.wasm else {
+            return RunReport::sandbox_error(format!("{} is not a wasm language", profile.name));
+        };
+        let b = match backend() {
+            Ok(b) => b,
+            Err(e) => return RunReport::sandbox_error(format!("wasm backend: {e}")),
+        };
+        let Some(path) = &w.module else {
+            return RunReport::sandbox_error(format!("{} has no interpreter", profile.name));
+        };
+        let (argv, files, module) = match (w.boot, &w.source) {
+            (Some(Boot::Python), _) => {
+                let mut files = run_.files();
+                files.push((BOOT_FILE.into(), WASM_BOOT.as_bytes().to_vec()));
+                let argv = vec![
+                    "python".to_string(),
+                    format!("/work/{BOOT_FILE}"),
+                    "run".into(),
+                    format!("/work/{HARNESS_FILE}"),
+                    run_.mode.arg().into(),
+                ];
+                (argv, files, interpreter(b, profile, w, path))
+            }
+            (None, Some(source)) if run_.mode == HarnessMode::Stdio => {
+                let files = vec![(source.clone(), run_.program.as_bytes().to_vec())];
+                let argv = profile.argv(&format!("/work/{source}"), &[]);
+                (argv, files, b.load_file(path).map_err(|e| e.to_string()))
+            }
+            _ => {
+                return RunReport::sandbox_error(format!(
+                    "{} runs stdio tests only (call and assert tests need Python)",
+                    profile.name
+                ))
+            }
+        };
+        let guest = Guest {
+            argv,
+            env: profile.env.clone(),
+            files,
+            stdin: run_.stdin,
+            limits: run_.limits,
+            channel: run_.channel,
+        };
+        run(b, w, module, guest)
+    }
+
+    /// A guest to start, with everything its module needs.
+    struct Guest<'a> {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        files: Vec<(String, Vec<u8>)>,
+        stdin: &'a [u8],
+        limits: crucible_core::Limits,
+        channel: Option<OwnedFd>,
     }
 
     /// The guest interpreter, pre-initialised when the profile asks for it. A snapshot
@@ -250,15 +329,13 @@ mod enabled {
                     "python".into(),
                     format!("/work/{BOOT_FILE}"),
                     "snapshot".into(),
-                    HARNESS_PATH.into(),
+                    // Compiled under the name runs give it, so tracebacks read the same.
+                    format!("/work/{HARNESS_FILE}"),
                 ],
                 env: profile.env.clone(),
                 files: vec![
                     (BOOT_FILE.into(), WASM_BOOT.as_bytes().to_vec()),
-                    (
-                        HARNESS_PATH.trim_start_matches("/work/").into(),
-                        PYTHON_HARNESS.as_bytes().to_vec(),
-                    ),
+                    (HARNESS_FILE.into(), PYTHON_HARNESS.as_bytes().to_vec()),
                 ],
                 fuel_per_ms: w.fuel_per_ms,
             };
@@ -277,84 +354,37 @@ mod enabled {
 
     fn run(
         b: &WasmSandbox,
-        profile: &LanguageProfile,
         w: &WasmProfile,
-        spec: &RunSpec,
-        channel: Option<OwnedFd>,
+        module: Result<Arc<WasmModule>, String>,
+        guest: Guest<'_>,
     ) -> RunReport {
-        let mut files = spec.files.clone();
-        let mut argv = spec.argv.clone();
-        let module = match (&w.module, w.boot) {
-            (Some(path), Some(Boot::Python)) => {
-                // The judge's argv is `python FILE ARGS...`; the boot script runs FILE.
-                files.push((BOOT_FILE.into(), WASM_BOOT.as_bytes().to_vec()));
-                let mut a = vec![
-                    "python".to_string(),
-                    format!("/work/{BOOT_FILE}"),
-                    "run".into(),
-                ];
-                a.extend(argv.iter().skip(1).cloned());
-                argv = a;
-                interpreter(b, profile, w, path)
-            }
-            (Some(path), None) => {
-                // The judge writes the submission first and the Python harness after it;
-                // a non-Python guest runs the submission itself, and only stdio tests.
-                if argv.last().map(String::as_str) != Some("stdio") {
-                    return RunReport::sandbox_error(format!(
-                        "{} runs stdio tests only (call and assert tests need Python)",
-                        profile.name
-                    ));
-                }
-                let (Some(source), Some((_, program))) = (&w.source, spec.files.first()) else {
-                    return RunReport::sandbox_error("no program to run");
-                };
-                files = vec![(source.clone(), program.clone())];
-                argv = profile.argv(&format!("/work/{source}"), &[]);
-                b.load_file(path).map_err(|e| e.to_string())
-            }
-            (None, _) => {
-                // A compiled program: argv[0] is the artifact, a host path in the compile
-                // cache. The guest sees a plain name instead.
-                let Some(artifact) = argv.first().cloned() else {
-                    return RunReport::sandbox_error("no compiled module to run");
-                };
-                let bytes = match std::fs::read(&artifact) {
-                    Ok(bytes) => bytes,
-                    Err(e) => return RunReport::sandbox_error(format!("{artifact}: {e}")),
-                };
-                argv[0] = "main.wasm".into();
-                b.load_bytes(&profile.name, &bytes, false)
-                    .map_err(|e| e.to_string())
-            }
-        };
         let module = match module {
             Ok(m) => m,
             Err(e) => return RunReport::sandbox_error(format!("wasm module: {e}")),
         };
-        let fuel = w.fuel_for(&spec.limits);
+        let fuel = w.fuel_for(&guest.limits);
         // The wall clock is only a safety net: it must leave the fuel budget room to run
         // out first even on a heavily loaded machine (a tenth of a core), or a verdict
         // would depend on load again.
-        let mut limits = spec.limits;
+        let mut limits = guest.limits;
         limits.wall_time_ms = limits.wall_time_ms.max(
             (fuel / w.fuel_per_ms)
                 .saturating_mul(10)
                 .saturating_add(5_000),
         );
-        let run = WasmRunSpec {
+        let spec = WasmRunSpec {
             module: &module,
-            argv,
-            env: spec.env.clone(),
-            files,
-            stdin: spec.stdin.clone(),
+            argv: guest.argv,
+            env: guest.env,
+            files: guest.files,
+            stdin: guest.stdin.to_vec(),
             limits,
             fuel,
             fuel_per_ms: w.fuel_per_ms,
         };
-        match channel {
-            Some(c) => b.run_with_channel(&run, c),
-            None => b.run(&run),
+        match guest.channel {
+            Some(c) => b.run_with_channel(&spec, c),
+            None => b.run(&spec),
         }
     }
 }

@@ -357,9 +357,8 @@ impl ForkServer {
 
     fn run_inner(&self, req: &ExecRequest, channel: Option<OwnedFd>) -> RunReport {
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.try_run(req, channel)
-        }));
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_run(req, channel)));
         let report = match r {
             Ok(Ok(report)) => report,
             Ok(Err(msg)) => {

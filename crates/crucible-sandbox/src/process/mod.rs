@@ -529,9 +529,8 @@ impl ProcessSandbox {
 
     fn run_inner(&self, spec: &RunSpec, channel: Option<OwnedFd>) -> RunReport {
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.try_run(spec, channel)
-        }));
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_run(spec, channel)));
         let report = match r {
             Ok(Ok(report)) => report,
             Ok(Err(msg)) => {

@@ -697,7 +697,11 @@ impl WasmSandbox {
     /// Runs a module once, like [`run`](Self::run), with `channel` (a socket) as the
     /// guest's stdin and stdout instead of `spec.stdin` and a captured stdout: the guest
     /// talks with the process at the other end (stderr is still captured).
-    pub fn run_with_channel(&self, spec: &WasmRunSpec<'_>, channel: std::os::fd::OwnedFd) -> RunReport {
+    pub fn run_with_channel(
+        &self,
+        spec: &WasmRunSpec<'_>,
+        channel: std::os::fd::OwnedFd,
+    ) -> RunReport {
         self.run_inner(spec, Some(wasi::Channel::new(channel)))
     }
 
@@ -779,8 +783,7 @@ impl WasmSandbox {
                 .stdin(MemoryInputPipe::new(spec.stdin.clone()))
                 .stdout(stdout.clone()),
         };
-        b
-            .secure_random(wasi::deterministic_random())
+        b.secure_random(wasi::deterministic_random())
             .insecure_random(wasi::deterministic_random())
             .insecure_random_seed(0)
             .wall_clock(wasi::FixedWallClock)

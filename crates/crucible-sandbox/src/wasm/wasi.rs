@@ -557,9 +557,10 @@ impl Channel {
     fn read_blocking(&self, size: usize) -> StreamResult<Bytes> {
         use std::io::Read;
         let mut buf = vec![0u8; size.clamp(1, 1 << 16)];
-        let mut file: &std::fs::File = &std::fs::File::from(self.fd.try_clone().map_err(
-            |e| StreamError::LastOperationFailed(wasmtime::Error::msg(e.to_string())),
-        )?);
+        let mut file: &std::fs::File =
+            &std::fs::File::from(self.fd.try_clone().map_err(|e| {
+                StreamError::LastOperationFailed(wasmtime::Error::msg(e.to_string()))
+            })?);
         loop {
             match file.read(&mut buf) {
                 Ok(0) => return Err(StreamError::Closed),
@@ -575,11 +576,10 @@ impl Channel {
 
     fn write_all(&self, bytes: &[u8]) -> StreamResult<()> {
         use std::io::Write;
-        let mut file = std::fs::File::from(
-            self.fd
-                .try_clone()
-                .map_err(|e| StreamError::LastOperationFailed(wasmtime::Error::msg(e.to_string())))?,
-        );
+        let mut file =
+            std::fs::File::from(self.fd.try_clone().map_err(|e| {
+                StreamError::LastOperationFailed(wasmtime::Error::msg(e.to_string()))
+            })?);
         // A checker that is gone reads nothing more: the guest learns it as a closed
         // stream and its harness ends.
         file.write_all(bytes).map_err(|_| StreamError::Closed)
