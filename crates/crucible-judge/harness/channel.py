@@ -35,13 +35,21 @@ class ProtocolError(Exception):
     """The other side sent something that is not a well-formed message."""
 
 
-def send(fd, obj):
+def frame(obj):
+    """The bytes of a message holding `obj`."""
     data = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
-    data = _HEADER.pack(len(data)) + data
+    return _HEADER.pack(len(data)) + data
+
+
+def write_all(fd, data):
     view = memoryview(data)
     while view:
         n = _os.write(fd, view)
         view = view[n:]
+
+
+def send(fd, obj):
+    write_all(fd, frame(obj))
 
 
 # Bytes read past the last message, per descriptor: reading ahead in large chunks takes
@@ -203,9 +211,11 @@ def decoder(make_handle):
             return make_handle(v, o["n"])
         raise ProtocolError("bad tag %r" % (tag,))
 
+    parse = json.JSONDecoder(object_hook=hook).decode
+
     def decode(data):
         try:
-            return json.loads(data, object_hook=hook)
+            return parse(data.decode())
         except ProtocolError:
             raise
         except (ValueError, TypeError, RecursionError, MemoryError) as exc:

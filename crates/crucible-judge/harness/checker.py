@@ -118,28 +118,21 @@ class _Channel:
             return value._ref
         raise TypeError("a value of type %s cannot be passed to the submission" % type(value).__name__)
 
-    def prefetch(self, calls):
-        """Sends `calls` ((name, args) with plain arguments) in one request; the program
-        answers each in order, and call() takes the answers as the tests make the same
-        calls."""
-        if self.dead is not None or not calls:
+    def prefetch(self, batch):
+        """Sends a batch of calls (see _batch) in one request; the program answers each
+        in order, and call() takes the answers as the tests make the same calls."""
+        if self.dead is not None or batch is None:
             return
-        batch = []
-        for name, args in calls:
-            try:
-                encoded = [encode(a) for a in args]
-            except TypeError:
-                break
-            batch.append({"f": name, "a": encoded})
-            self.pending.append(json.dumps([name, encoded]))
-        if batch:
-            try:
-                send(self.fd, {"op": "calls", "c": batch})
-            except OSError:
-                self.dead = _Lost("the program ended before answering")
+        data, keys = batch
+        try:
+            write_all(self.fd, data)
+        except OSError:
+            self.dead = _Lost("the program ended before answering")
+            return
+        self.pending.extend(keys)
 
-    def request(self, msg, key=None, ahead=()):
-        """Sends `msg` (unless it is the call `key` already sent ahead), then the calls
+    def request(self, msg, key=None, ahead=None):
+        """Sends `msg` (unless it is the call `key` already sent ahead), then the batch
         `ahead` (see prefetch), and returns the answer to `msg`."""
         if self.dead is not None:
             raise self.dead
@@ -195,13 +188,14 @@ class _Channel:
         return reply["r"]
 
     def call(self, ref, args, kwargs):
-        encoded = [encode(a, self._ref) for a in args]
-        msg = {"op": "call", "f": ref, "a": encoded}
-        key = None
-        if kwargs:
-            msg["k"] = {"$": "d", "v": [[k, encode(v, self._ref)] for k, v in kwargs.items()]}
-        elif self.pending and type(ref) is str:
-            key = json.dumps([ref, encoded])
+        msg = key = None
+        if not kwargs and self.pending and type(ref) is str:
+            key = _key(ref, args)
+        if key is None or self.pending[0] != key:
+            # Not the call sent ahead: it goes out now.
+            msg = {"op": "call", "f": ref, "a": [encode(a, self._ref) for a in args]}
+            if kwargs:
+                msg["k"] = {"$": "d", "v": [[k, encode(v, self._ref)] for k, v in kwargs.items()]}
         reply = self.request(msg, key)
         value = self._result(reply)
         changed = reply.get("a")
@@ -285,11 +279,15 @@ class _CheckPlan:
     # HumanEval style: `check(candidate)`; each top-level statement of check that holds
     # an assert is a separate test unit, the other statements set them up. Code of
     # another shape is one unit: the whole of it, then `check(entry_point)`.
-    __slots__ = ("count", "parse_error", "whole", "others", "entry_point", "arg", "units", "plain")
+    __slots__ = (
+        "count", "parse_error", "whole", "others", "entry_point", "arg", "units", "plain", "batches",
+    )
 
     def __init__(self, test, tree):
         self.count, self.parse_error, self.whole = 1, None, None
         self.others, self.arg, self.units, self.plain = None, None, [], []
+        # Calls sent ahead from each unit on, framed once per plan (see _batch).
+        self.batches = {}
         self.entry_point = test["entry_point"]
         if tree is None:
             try:
@@ -324,6 +322,7 @@ _FIRST_ARG_OF = frozenset(
     ("abs", "round", "len", "sorted", "set", "list", "tuple", "str", "int", "float", "sum", "bool")
 )
 _CALL_FREE = "call-free"
+_UNSET = object()
 
 
 def _plain_call(stmt, names):
@@ -413,7 +412,9 @@ def _shadowed_builtin(tree):
 class _Plan:
     # Everything about a spec that does not depend on the program: compiled tests, the
     # units of each check suite, and the names to ask the program for.
-    __slots__ = ("spec", "prefix", "setup", "checks", "codes", "free", "entries", "shadows", "plain")
+    __slots__ = (
+        "spec", "prefix", "setup", "checks", "codes", "free", "entries", "shadows", "plain", "first",
+    )
 
     def __init__(self, spec):
         global ast
@@ -429,6 +430,8 @@ class _Plan:
         self.entries = set()
         self.shadows = {}
         self.plain = {}
+        # The batch sent with the init (see _first_calls), made on the first check.
+        self.first = _UNSET
         for source in (setup,):
             try:
                 trees.append(ast.parse(source))
@@ -529,6 +532,10 @@ def _check(plan, chan_fd, out_fd):
         return status, payload, int((time.perf_counter() - w0) * 1000)
 
     def report(tid, status, payload, wall, value=None):
+        if status == "pass" and value is None:
+            # The common record, formatted rather than built and dumped.
+            pending.append('{"id":"%s","status":"pass","wall_ms":%d,"cpu_ms":%d}\n' % (tid, wall, wall))
+            return
         rec = {"id": tid, "wall_ms": wall, "cpu_ms": wall}
         rec.update(outcome(status, payload))
         if value is not None:
@@ -551,7 +558,9 @@ def _check(plan, chan_fd, out_fd):
     try:
         # The first tests' calls go out with the init, unless set-up code runs first
         # (it may call the program too, and calls happen in the tests' order).
-        ahead = _first_calls(plan) if plan.setup is None else ()
+        if plan.first is _UNSET:
+            plan.first = _batch(_first_calls(plan)) if plan.setup is None else None
+        ahead = plan.first
         init = {"op": "init", "names": names, "setup": plan.spec.get("setup") or ""}
         reply = chan.request(init, ahead=ahead)
         fatal = reply.get("fatal")
@@ -618,7 +627,7 @@ def _check(plan, chan_fd, out_fd):
             _check_suite(tid, plan.checks[tid], g, timed, report)
         else:
             if not chan.pending and tid in plan.plain:
-                chan.prefetch(_code_calls(plan, tests, n, g))
+                chan.prefetch(_batch(_code_calls(plan, tests, n, g)))
             ns = g
             shadow = plan.shadows.get(tid)
             if shadow is not None and have.get(shadow) == "callable":
@@ -627,6 +636,29 @@ def _check(plan, chan_fd, out_fd):
             status, payload, wall = timed(lambda c=plan.codes[tid], ns=ns: exec(c.get(), ns))
             report(tid, status, payload, wall)
     emit({"event": "done"})
+
+
+def _key(name, args):
+    # Which call this is, to match a call the test makes with one sent ahead. repr tells
+    # apart what == does not (1, True and 1.0; a list and a tuple) for the literal values
+    # sent ahead; values it cannot tell apart only cost a call made again.
+    return name + repr(args)
+
+
+def _batch(calls):
+    """The framed request for `calls` ((name, args) pairs) and each call's key, or None
+    when there is nothing to send."""
+    items, keys = [], []
+    for name, args in calls:
+        try:
+            encoded = [encode(a) for a in args]
+        except TypeError:
+            break
+        items.append({"f": name, "a": encoded})
+        keys.append(_key(name, tuple(args)))
+    if not items:
+        return None
+    return frame({"op": "calls", "c": items}), keys
 
 
 def _run_of_calls(plain, start, name=None):
@@ -696,7 +728,9 @@ def _check_suite(tid, plan, g, timed, report):
     chan = candidate._channel
     for n, (unit, has_assert) in enumerate(plan.units):
         if not chan.pending and type(plan.plain[n]) is tuple:
-            chan.prefetch(_run_of_calls(plan.plain, n, plan.entry_point))
+            if n not in plan.batches:
+                plan.batches[n] = _batch(_run_of_calls(plan.plain, n, plan.entry_point))
+            chan.prefetch(plan.batches[n])
         status, payload, wall = timed(lambda c=unit: exec(c.get(), local))
         if has_assert:
             report("%s.%d" % (tid, k), status, payload, wall)
