@@ -132,7 +132,17 @@ fn humaneval_wrong_completions_same_verdicts_as_process_backend() {
     assert!(differ.is_empty(), "verdicts differ:\n{}", differ.join("\n"));
 }
 
-/// Every canonical solution of an MBPP set accepted under python-wasm. The time limit is
+/// MBPP tasks whose canonical solution is not accepted under python-wasm, with the
+/// reason. MBPP/596 asserts `tuple_size(t) == sys.getsizeof(t)`: the program computes
+/// the size in CPython for WASI (32-bit objects), the checker in native CPython (64-bit),
+/// and the two differ. The checker runs natively whatever sandbox the program is in.
+const KNOWN_MBPP_WASM_GAPS: &[(&str, &str)] = &[(
+    "596",
+    "sys.getsizeof differs between the program's 32-bit and the checker's 64-bit CPython",
+)];
+
+/// Every canonical solution of an MBPP set accepted under python-wasm, but for the known
+/// gaps above (which must still fail, or the list is stale). The time limit is
 /// raised for all: MBPP/123 takes ~5 s natively (PROVENANCE.md: "give it room") and ~14 s
 /// of fuel under python-wasm, past the default 10 s.
 fn assert_mbpp_accepted_under_python_wasm(kind: DatasetKind, rel: &str, expected: usize) {
@@ -159,12 +169,16 @@ fn assert_mbpp_accepted_under_python_wasm(kind: DatasetKind, rel: &str, expected
         in_language(canonical_submissions(&problems), "python-wasm"),
     );
     assert_eq!(reports.len(), expected);
+    let known = |id: &str| KNOWN_MBPP_WASM_GAPS.iter().any(|(t, _)| *t == id);
     let failed: Vec<String> = reports
         .iter()
-        .filter(|r| r.verdict != Verdict::Accepted)
+        .filter(|r| r.verdict != Verdict::Accepted && !known(&r.task_id))
         .map(|r| format!("{} {} {:?}", r.task_id, r.verdict, r.tests))
         .collect();
     assert!(failed.is_empty(), "not accepted:\n{}", failed.join("\n"));
+    for r in reports.iter().filter(|r| known(&r.task_id)) {
+        assert_eq!(r.verdict, Verdict::WrongAnswer, "stale gap: {r:?}");
+    }
 }
 
 #[test]

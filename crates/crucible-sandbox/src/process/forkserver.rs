@@ -221,7 +221,7 @@ struct ExecFailure {
     /// The zygote can no longer be trusted (dead, silent, or out of step): replace it.
     zygote_broken: bool,
     /// What the execution still gets (an in-place execution that ended its zygote).
-    report: Option<RunReport>,
+    report: Option<Box<RunReport>>,
 }
 
 impl ExecFailure {
@@ -406,7 +406,7 @@ impl ForkServer {
                     tracing::warn!(slot = slot.index, error = %f.message, "replacing a zygote");
                     self.retire_zygote(&mut slot);
                 }
-                f.report.ok_or(f.message)
+                f.report.map(|r| *r).ok_or(f.message)
             }
         };
         self.release(slot);
@@ -772,7 +772,7 @@ impl ForkServer {
         Err(ExecFailure {
             message: "an in-place execution ended its zygote".into(),
             zygote_broken: true,
-            report: Some(report),
+            report: Some(Box::new(report)),
         })
     }
 }
