@@ -226,9 +226,20 @@ pub fn run(args: JudgeArgs, profiles: Option<&Path>) -> anyhow::Result<u8> {
         .iter()
         .map(|j| j.submission.language.as_str())
         .collect();
-    for lang in languages {
-        judge.warm_up(lang);
-    }
+    // Problems whose tests are all plain asserts are judged on the host, without a
+    // checker process per submission; the checker describes them while the program
+    // interpreters load.
+    let mut problems: Vec<Arc<Problem>> = jobs.iter().map(|j| j.problem.clone()).collect();
+    problems.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let host_judged = judge.prepare_problems(&problems);
+            tracing::debug!(host_judged, problems = problems.len(), "problems described");
+        });
+        for lang in languages {
+            judge.warm_up(lang);
+        }
+    });
     let scheduler = Scheduler::new(Arc::new(judge), concurrency);
     let started = Instant::now();
     let mut summary = Summary::default();

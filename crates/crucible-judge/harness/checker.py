@@ -8,6 +8,9 @@
 #
 #   checker.py SPEC     judge the program on the other end of stdin; the spec is
 #                       {"prefix": CODE, "setup": CODE, "tests": [TEST, ...]}
+#   checker.py --describe SPECS
+#                       for a JSON list of specs, write a JSON list of their host
+#                       plans (see describe; null where a problem needs the checker)
 #
 # Records, one JSON object per line on stdout (the host reads nothing else from here):
 #   {"event": "start"}                           before the program is asked anything
@@ -36,7 +39,12 @@ _COMPILED_MAX = 64
 
 
 def _exc_summary(exc):
-    text = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+    # "Type: message", with the submission's own type name for an exception it raised
+    # (see _Channel._result); the checker's own verdicts on the channel read plainly.
+    if isinstance(exc, (_Lost, _Broken)):
+        return str(exc)[-_MESSAGE_MAX:]
+    name = getattr(exc, "remote_type", None) or type(exc).__name__
+    text = "%s: %s" % (name, exc) if str(exc) else name
     return text[-_MESSAGE_MAX:]
 
 
@@ -236,19 +244,26 @@ def _apply_mutations(args, changed):
 
 
 class _Code:
-    # Test code compiled ahead, or the error compiling it gave, raised where it would run.
-    __slots__ = ("code", "error")
+    # Test code, compiled on first use (a problem the host judges alone is only
+    # described, never run here), or the error parsing or compiling it gave, raised
+    # where the code would run.
+    __slots__ = ("stmts", "name", "code", "error")
 
     def __init__(self, stmts=None, name="test", source=None):
-        self.code = self.error = None
-        try:
-            if source is not None:
-                stmts = ast.parse(source).body
-            self.code = compile(ast.Module(body=stmts, type_ignores=[]), name, "exec")
-        except Exception as exc:  # noqa: B902 - any failure belongs to the test
-            self.error = exc.with_traceback(None)
+        self.stmts, self.name, self.code, self.error = stmts, name, None, None
+        if source is not None:
+            try:
+                self.stmts = ast.parse(source).body
+            except Exception as exc:  # noqa: B902 - any failure belongs to the test
+                self.error = exc.with_traceback(None)
 
     def get(self):
+        if self.code is None and self.error is None:
+            try:
+                module = ast.Module(body=self.stmts, type_ignores=[])
+                self.code = compile(module, self.name, "exec")
+            except Exception as exc:  # noqa: B902
+                self.error = exc.with_traceback(None)
         if self.error is not None:
             raise self.error
         return self.code
@@ -366,6 +381,132 @@ def _plain_call(stmt, names):
     return node.func.id, args
 
 
+# The host judges some problems without a checker: those whose every test unit is
+# `assert f(LITERALS) == LITERAL` (or `assert True`), with the expected value of a kind
+# whose == the host reproduces exactly: None, bool, str, ints that fit 64 bits, floats
+# below 2**53, and lists and tuples of these. For such a problem the checker describes
+# each unit once (describe), and the host then sends the calls, reads the answers and
+# compares them itself (crates/crucible-judge/src/host_check.rs).
+def _host_value(v):
+    t = type(v)
+    if v is None or t is bool or t is str:
+        return True
+    if t is int:
+        return -(1 << 63) < v < (1 << 63)
+    if t is float:
+        return v != v or abs(v) < (1 << 53) or v in (float("inf"), float("-inf"))
+    if t is list or t is tuple:
+        return all(_host_value(x) for x in v)
+    return False
+
+
+def _host_unit(stmt, is_callee):
+    """What the host needs to judge `stmt` itself: {"pass": True} for `assert True`, a
+    call with its expected value and assert message, or None. `is_callee(name)` says
+    whether a name may be the function under test."""
+    if not isinstance(stmt, ast.Assert):
+        return None
+    msg = None
+    if stmt.msg is not None:
+        if not (isinstance(stmt.msg, ast.Constant) and type(stmt.msg.value) is str):
+            return None
+        msg = stmt.msg.value
+    test = stmt.test
+    if isinstance(test, ast.Constant) and test.value is True:
+        return {"pass": True}
+    if not (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.left, ast.Call)
+        and isinstance(test.left.func, ast.Name)
+        and is_callee(test.left.func.id)
+        and not test.left.keywords
+    ):
+        return None
+    try:
+        # Literals only: no name but the callee's is read anywhere in the assert.
+        args = [ast.literal_eval(a) for a in test.left.args]
+        expected = ast.literal_eval(test.comparators[0])
+        encoded = [encode(a) for a in args]
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not _host_value(expected):
+        return None
+    return {"f": test.left.func.id, "a": encoded, "x": encode(expected), "m": msg}
+
+
+def _top_level_names(source):
+    # The names a module's top level defines (functions, classes, plain assignments).
+    names = set()
+    for stmt in ast.parse(source).body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+    return names
+
+
+def describe(spec):
+    """The units of `spec` as the host judges them (see _host_unit), each with its test
+    unit's id as a check would number it, or None when some unit needs the checker."""
+    if (spec.get("setup") or "").strip():
+        return None
+    builtin = set(dir(builtins))
+    prefix_names = None
+    units = []
+    for test in spec["tests"]:
+        tid = test["id"]
+        if test["kind"] != "assert":
+            return None
+        try:
+            tree = ast.parse(test["code"])
+        except SyntaxError:
+            return None
+        entry = test.get("entry_point")
+        if not entry:
+            # MBPP: one assert calling a function of the submission's: not a builtin
+            # (the checker decides whose `sum` it is) nor a name the prefix defines.
+            if len(tree.body) != 1:
+                return None
+            if prefix_names is None:
+                try:
+                    prefix_names = _top_level_names(spec.get("prefix") or "")
+                except SyntaxError:
+                    return None
+            unit = _host_unit(
+                tree.body[0], lambda n: n not in builtin and n not in prefix_names
+            )
+            if unit is None or "f" not in unit:
+                return None
+            unit["id"] = tid
+            units.append(unit)
+            continue
+        # HumanEval: check(candidate), every top-level statement an assert, and nothing
+        # else in the test code that calls anything.
+        check = None
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "check":
+                check = node
+            elif any(isinstance(n, ast.Call) for n in ast.walk(node)):
+                return None
+        if check is None or not check.args.args or not check.body:
+            return None
+        arg = check.args.args[0].arg
+        for k, stmt in enumerate(check.body):
+            unit = _host_unit(stmt, lambda n: n == arg)
+            if unit is None:
+                return None
+            unit["id"] = "%s.%d" % (tid, k)
+            if "f" in unit:
+                unit["f"] = entry
+            units.append(unit)
+    return units
+
+
 def _names(trees):
     # Names the test code reads, and names it binds anywhere: those it reads and never
     # binds come from the problem's prefix, the builtins, or the program.
@@ -471,6 +612,11 @@ def prepare(argv, files):
     global json
     import json
 
+    if len(argv) == 3 and argv[1] == "--describe" and argv[2] in files:
+        global ast
+        import ast
+
+        return _Describe(json.loads(files[argv[2]]))
     if len(argv) < 2 or argv[1] not in files:
         return None
     raw = files[argv[1]]
@@ -742,11 +888,28 @@ def _check_suite(tid, plan, g, timed, report):
             return
 
 
+class _Describe:
+    # A request to describe problems for the host (checker.py --describe SPECS).
+    __slots__ = ("specs",)
+
+    def __init__(self, specs):
+        self.specs = specs
+
+    def write(self, out_fd):
+        data = json.dumps([describe(spec) for spec in self.specs]).encode()
+        while data:
+            data = data[os.write(out_fd, data):]
+
+
 def run_in_place(argv, plan, chan_fd, out_fd, err_fd):
     """Called by an in-place zygote for each execution: judges the program on the other
-    end of `chan_fd`, writing records to `out_fd`. Test code's prints go to `err_fd`."""
+    end of `chan_fd`, writing records to `out_fd`, or with --describe writes each
+    problem's description (see describe) as one JSON list. Test code's prints go to `err_fd`."""
     if plan is None:
         raise ValueError("no tests spec")
+    if type(plan) is _Describe:
+        plan.write(out_fd)
+        return
     saved = sys.stdout
     sys.stdout = open(err_fd, "w", closefd=False)
     try:
@@ -764,13 +927,14 @@ def main(plan=None):
     in a fork server's zygote; without one, the spec is read from sys.argv[1]."""
     if plan is None:
         if len(sys.argv) < 2:
-            sys.stderr.write("usage: checker.py SPEC\n")
+            sys.stderr.write("usage: checker.py SPEC | --describe SPECS\n")
             sys.exit(2)
-        with open(sys.argv[1], "rb") as f:
+        with open(sys.argv[-1], "rb") as f:
             raw = f.read()
-        import json
-
-        plan = _Plan(json.loads(raw))
+        plan = prepare(sys.argv, {sys.argv[-1]: raw})
+    if type(plan) is _Describe:
+        plan.write(1)
+        return
     chan_fd = os.dup(0)
     out_fd = os.dup(1)
     # Test code that prints must not write into the records.

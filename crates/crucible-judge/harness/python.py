@@ -46,6 +46,11 @@ def _exc_summary(exc):
     return text[-2000:]
 
 
+def _error_answer(exc):
+    # The exception's type and its own message (the checker prefixes the type).
+    return {"e": type(exc).__name__, "m": str(exc)[-2000:]}
+
+
 def _stdio():
     import random
 
@@ -107,7 +112,7 @@ class _Server:
         return encode(value, self._keep)
 
     def _error(self, exc):
-        send(self.wfd, {"e": type(exc).__name__, "m": _exc_summary(exc)})
+        send(self.wfd, _error_answer(exc))
 
     def _init(self, req):
         try:
@@ -132,7 +137,12 @@ class _Server:
 
     def _call(self, req):
         target = req["f"]
-        fn = self.g.get(target) if type(target) is str else target
+        if type(target) is str:
+            if target not in self.g:
+                raise NameError("name %r is not defined" % target)
+            fn = self.g[target]
+        else:
+            fn = target
         args = req["a"]
         kwargs = req.get("k") or {}
         before = [self._encode(a) if type(a) in _MUTABLE else None for a in args]

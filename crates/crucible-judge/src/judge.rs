@@ -1,5 +1,6 @@
 use crate::compare::json_matches;
 use crate::compile::CompileCache;
+use crate::host_check::{self, HostOutcome, HostPlan};
 use crate::profile::{HarnessMode, HarnessRun, HARNESS_FILE, PYTHON_CHECKER, PYTHON_HARNESS};
 use crate::{JudgeError, LanguageProfile, Profiles};
 use crucible_core::{
@@ -25,7 +26,7 @@ const CHECKER_PROFILE: &str = "python";
 const CHECKER_MARGIN_MS: u64 = 5_000;
 const CHECKER_MEMORY: u64 = 512 << 20;
 /// Modules a checker's zygote imports before its first check.
-const CHECKER_PRELOAD: &str = "ast,random,typing,math";
+const CHECKER_PRELOAD: &str = "ast,random";
 /// The fork server's zygote script, in the zygote's own work dir.
 const ZYGOTE: &str = ".crucible_zygote.py";
 /// Memory limit of a zygote's own cgroup (the interpreter with its preloaded modules).
@@ -71,6 +72,9 @@ pub struct Judge {
     forks: HashMap<String, OnceLock<Option<ForkServer>>>,
     /// The checkers' fork server once started (None when it could not start).
     checkers: OnceLock<Option<ForkServer>>,
+    /// Per harness spec (by hash): the plan the host judges it with alone, or None when
+    /// it needs a checker; filled by [`Judge::prepare_problems`].
+    host_plans: std::sync::Mutex<HashMap<[u8; 32], Option<Arc<HostPlan>>>>,
 }
 
 impl Judge {
@@ -91,6 +95,7 @@ impl Judge {
             fork_slots: DEFAULT_FORK_SLOTS,
             forks,
             checkers: OnceLock::new(),
+            host_plans: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -191,10 +196,14 @@ impl Judge {
             ],
             memory_bytes: ZYGOTE_MEMORY,
             slots: self.fork_slots,
-            // As many as there are cores start at once; more on demand.
-            warm: self
-                .fork_slots
-                .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            // As many as there are cores start at once, more on demand; one checker
+            // (most problems' tests are judged on the host, see `host_check`).
+            warm: if in_place {
+                1
+            } else {
+                self.fork_slots
+                    .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            },
             // The checker never runs submitted code, so it needs no child per run.
             in_place,
         };
@@ -250,27 +259,45 @@ impl Judge {
     /// Runs the checker for `spec` (the tests, as JSON) against the program on the
     /// other end of `channel`: in the checkers' fork server, else in a fresh sandbox.
     /// The checker always runs natively, whatever sandbox the program is in.
-    fn run_checker(&self, spec: Vec<u8>, channel: OwnedFd, limits: Limits) -> RunReport {
+    fn run_checker(&self, spec: Vec<u8>, channel: Option<OwnedFd>, limits: Limits) -> RunReport {
+        self.run_checker_with(&[], spec, channel, limits)
+    }
+
+    /// Runs `checker.py ARGS SPEC` (see harness/checker.py).
+    fn run_checker_with(
+        &self,
+        args: &[&str],
+        spec: Vec<u8>,
+        channel: Option<OwnedFd>,
+        limits: Limits,
+    ) -> RunReport {
         let profile = match self.profiles.get(CHECKER_PROFILE) {
             Ok(p) => p,
             Err(e) => return RunReport::sandbox_error(format!("no checker interpreter: {e}")),
         };
         let checker = format!("/work/{CHECKER}");
         let spec_path = format!("/work/{SPEC}");
+        let mut argv_args: Vec<&str> = args.to_vec();
+        argv_args.push(&spec_path);
         if let Some(server) = self.checker_server(profile) {
             // The spec is the judge's own data: the checker's zygote parses and compiles
-            // it (once per problem) before it forks.
+            // it (once per problem) before the check runs.
+            let mut argv = vec![checker];
+            argv.extend(argv_args.iter().map(|a| a.to_string()));
             let req = ExecRequest {
-                argv: vec![checker, spec_path],
+                argv,
                 files: vec![(SPEC.to_string(), spec)],
                 prepare: vec![SPEC.to_string()],
                 stdin: Vec::new(),
                 limits,
             };
-            return server.run_with_channel(&req, channel);
+            return match channel {
+                Some(c) => server.run_with_channel(&req, c),
+                None => server.run(&req),
+            };
         }
         let run = RunSpec {
-            argv: profile.argv(&checker, &[&spec_path]),
+            argv: profile.argv(&checker, &argv_args),
             env: profile.env.clone(),
             files: vec![
                 (CHECKER.to_string(), PYTHON_CHECKER.as_bytes().to_vec()),
@@ -280,7 +307,10 @@ impl Judge {
             limits,
             mounts: profile.mounts.clone(),
         };
-        self.sandbox.run_with_channel(&run, channel)
+        match channel {
+            Some(c) => self.sandbox.run_with_channel(&run, c),
+            None => self.sandbox.run(&run),
+        }
     }
 
     /// The judge with `cache` as its compile cache (default: [`CompileCache::from_env`]).
@@ -493,6 +523,112 @@ impl Judge {
         self.run_harness(profile, run)
     }
 
+    /// The host plan cached for `spec`, if its problem was described and the host can
+    /// judge it alone.
+    fn host_plan(&self, spec: &str) -> Option<Arc<HostPlan>> {
+        let plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans.get(&spec_key(spec)).cloned().flatten()
+    }
+
+    /// Has the checker describe `problems`' call and assert tests in one run, so that
+    /// the host judges by itself every problem whose tests are all plain asserts of
+    /// literal calls (see `host_check`). Optional: without it every submission's tests
+    /// go through a checker process. Returns how many problems the host can judge alone.
+    pub fn prepare_problems(&self, problems: &[Arc<Problem>]) -> usize {
+        let mut specs = Vec::new();
+        {
+            let plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            for p in problems {
+                let indices = harnessed(p);
+                if indices.is_empty() {
+                    continue;
+                }
+                let spec = harness_spec(p, &indices);
+                let key = spec_key(&spec);
+                if !plans.contains_key(&key) && seen.insert(key) {
+                    specs.push((key, spec));
+                }
+            }
+        }
+        if specs.is_empty() {
+            return 0;
+        }
+        let list = format!(
+            "[{}]",
+            specs.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(",")
+        );
+        let limits = Limits {
+            cpu_time_ms: 120_000,
+            wall_time_ms: 240_000,
+            memory_bytes: 2 << 30,
+            output_bytes: 1 << 30,
+            ..Limits::default()
+        };
+        let run = self.run_checker_with(&["--describe"], list.into_bytes(), None, limits);
+        let described: Vec<Value> = match serde_json::from_str(&run.stdout) {
+            Ok(Value::Array(list)) if list.len() == specs.len() => list,
+            _ => {
+                tracing::warn!(status = ?run.status, stderr = %tail(&run.stderr), "the checker could not describe the problems; every submission goes through a checker");
+                return 0;
+            }
+        };
+        let mut plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for ((key, _), d) in specs.into_iter().zip(&described) {
+            let plan = host_check::plan_from(d).map(Arc::new);
+            n += usize::from(plan.is_some());
+            plans.insert(key, plan);
+        }
+        n
+    }
+
+    /// Judges a submission's harnessed tests on the host (see `host_check`): the
+    /// program serves the plan's calls and the host compares the answers.
+    fn run_host_checked(
+        &self,
+        profile: &LanguageProfile,
+        problem: &Problem,
+        program: &str,
+        indices: &[usize],
+        limits: Limits,
+        plan: &HostPlan,
+    ) -> HarnessOutcome {
+        let (program_end, host_end) = match std::os::unix::net::UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let run = RunReport::sandbox_error(format!("socketpair: {e}"));
+                return interpret_checker(
+                    profile,
+                    problem,
+                    indices,
+                    Checked::default(),
+                    Some(&run.clone()),
+                    run,
+                );
+            }
+        };
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_millis(checker_limits(profile, limits).wall_time_ms);
+        let run = HarnessRun {
+            mode: HarnessMode::Serve,
+            program,
+            stdin: &[],
+            limits,
+            channel: Some(program_end.into()),
+        };
+        let (outcome, run) = std::thread::scope(|s| {
+            let host = s.spawn(|| host_check::run(plan, host_end, deadline));
+            let run = self.run_harness(profile, run);
+            let outcome = host.join().unwrap_or_else(|_| {
+                host_check::HostOutcome::Units(Vec::new())
+            });
+            (outcome, run)
+        });
+        let checked = host_checked(profile, plan, outcome);
+        interpret_checker(profile, problem, indices, checked, None, run)
+    }
+
     /// Runs every call and assert test of a submission: the program serves calls in its
     /// sandbox, and a checker in a sandbox of its own holds the tests and judges the
     /// answers. The two talk over a socketpair; the program never sees a test.
@@ -504,26 +640,22 @@ impl Judge {
         indices: &[usize],
         limits: Limits,
     ) -> HarnessOutcome {
-        let tests: Vec<Value> = indices
-            .iter()
-            .map(|&i| match &problem.tests[i] {
-                TestCase::Call { function, args, .. } => serde_json::json!({
-                    "id": i.to_string(), "kind": "call", "function": function, "args": args,
-                }),
-                TestCase::Assert { code, entry_point } => serde_json::json!({
-                    "id": i.to_string(), "kind": "assert", "code": code, "entry_point": entry_point,
-                }),
-                TestCase::Stdio { .. } => unreachable!("stdio tests are not harnessed"),
-            })
-            .collect();
-        let spec = serde_json::json!({
-            "prefix": problem.completion_prefix, "setup": problem.test_setup, "tests": tests,
-        });
+        let spec = harness_spec(problem, indices);
+        if let Some(plan) = self.host_plan(&spec) {
+            return self.run_host_checked(profile, problem, program, indices, limits, &plan);
+        }
         let (program_end, checker_end) = match socketpair() {
             Ok(pair) => pair,
             Err(e) => {
                 let run = RunReport::sandbox_error(format!("socketpair: {e}"));
-                return interpret_checker(profile, problem, indices, run.clone(), run);
+                return interpret_checker(
+                    profile,
+                    problem,
+                    indices,
+                    Checked::default(),
+                    Some(&run.clone()),
+                    run,
+                );
             }
         };
         let run = HarnessRun {
@@ -536,7 +668,7 @@ impl Judge {
         let checker_limits = checker_limits(profile, limits);
         let (checker, run) = std::thread::scope(|s| {
             let checker = s.spawn(|| {
-                self.run_checker(spec.to_string().into_bytes(), checker_end, checker_limits)
+                self.run_checker(spec.into_bytes(), Some(checker_end), checker_limits)
             });
             let run = self.run_harness(profile, run);
             let checker = checker
@@ -544,8 +676,42 @@ impl Judge {
                 .unwrap_or_else(|_| RunReport::sandbox_error("the checker thread panicked"));
             (checker, run)
         });
-        interpret_checker(profile, problem, indices, checker, run)
+        let checked = parse_checker(profile, &checker.stdout);
+        interpret_checker(profile, problem, indices, checked, Some(&checker), run)
     }
+}
+
+/// The tests spec a checker gets for `problem`'s harnessed tests `indices` (JSON).
+fn harness_spec(problem: &Problem, indices: &[usize]) -> String {
+    let tests: Vec<Value> = indices
+        .iter()
+        .map(|&i| match &problem.tests[i] {
+            TestCase::Call { function, args, .. } => serde_json::json!({
+                "id": i.to_string(), "kind": "call", "function": function, "args": args,
+            }),
+            TestCase::Assert { code, entry_point } => serde_json::json!({
+                "id": i.to_string(), "kind": "assert", "code": code, "entry_point": entry_point,
+            }),
+            TestCase::Stdio { .. } => unreachable!("stdio tests are not harnessed"),
+        })
+        .collect();
+    serde_json::json!({
+        "prefix": problem.completion_prefix, "setup": problem.test_setup, "tests": tests,
+    })
+    .to_string()
+}
+
+/// The indices of `problem`'s call and assert tests (those a checker judges).
+fn harnessed(problem: &Problem) -> Vec<usize> {
+    (0..problem.tests.len())
+        .filter(|&i| !matches!(problem.tests[i], TestCase::Stdio { .. }))
+        .collect()
+}
+
+/// The key of a spec in the host plans cache.
+fn spec_key(spec: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(spec.as_bytes()).into()
 }
 
 /// A connected pair of stream sockets (close-on-exec).
@@ -624,64 +790,125 @@ fn program_outcome(profile: &LanguageProfile, run: &RunReport) -> (Verdict, Stri
     }
 }
 
-/// Turns the checker's records and the two runs into outcomes per test. `sandbox_error`
-/// comes only from our own machinery: the checker not starting, either sandbox failing.
-fn interpret_checker(
-    profile: &LanguageProfile,
-    problem: &Problem,
-    indices: &[usize],
-    checker: RunReport,
-    run: RunReport,
-) -> HarnessOutcome {
-    let mut started = false;
-    let mut done = false;
-    let mut units: HashMap<String, usize> = HashMap::new();
-    let mut results: HashMap<String, Record> = HashMap::new();
-    let mut fatal: Option<(Verdict, String)> = None;
-    for line in checker.stdout.lines() {
+/// What judging a submission's harnessed tests found, unit by unit: parsed from a
+/// checker process's records, or built by the host (see `host_check`).
+#[derive(Default)]
+struct Checked {
+    started: bool,
+    done: bool,
+    units: HashMap<String, usize>,
+    results: HashMap<String, Record>,
+    fatal: Option<(Verdict, String)>,
+}
+
+/// The fatal verdict of a program that did not load: it did not compile, or failed (or
+/// ran out of memory) while loading.
+fn fatal_verdict(profile: &LanguageProfile, kind: &str, exc: Option<&str>) -> Verdict {
+    match kind {
+        "compile_error" => Verdict::CompileError,
+        _ if is_memory_error(profile, exc) => Verdict::MemoryLimitExceeded,
+        _ => Verdict::RuntimeError,
+    }
+}
+
+/// Reads a checker's records. Only the checker writes its stdout, and it never runs
+/// submitted code.
+fn parse_checker(profile: &LanguageProfile, stdout: &str) -> Checked {
+    let mut c = Checked::default();
+    for line in stdout.lines() {
         let Ok(rec) = serde_json::from_str::<Record>(line) else {
             continue;
         };
         match rec.event.as_deref() {
-            Some("start") => started = true,
-            Some("done") => done = true,
+            Some("start") => c.started = true,
+            Some("done") => c.done = true,
             Some("units") => {
                 if let (Some(id), Some(count)) = (rec.id.clone(), rec.count) {
-                    units.insert(id, count.max(1));
+                    c.units.insert(id, count.max(1));
                 }
             }
             Some("fatal") => {
-                let v = match rec.kind.as_deref() {
-                    Some("compile_error") => Verdict::CompileError,
-                    _ if is_memory_error(profile, rec.exc.as_deref()) => {
-                        Verdict::MemoryLimitExceeded
-                    }
-                    _ => Verdict::RuntimeError,
-                };
-                fatal = Some((v, rec.message.unwrap_or_default()));
+                let kind = rec.kind.as_deref().unwrap_or("");
+                let v = fatal_verdict(profile, kind, rec.exc.as_deref());
+                c.fatal = Some((v, rec.message.unwrap_or_default()));
             }
             _ => {
                 if let Some(id) = rec.id.clone() {
-                    results.insert(id, rec);
+                    c.results.insert(id, rec);
                 }
             }
         }
     }
+    c
+}
 
+/// What the host found judging a plan itself, in the checker's terms.
+fn host_checked(profile: &LanguageProfile, plan: &HostPlan, outcome: HostOutcome) -> Checked {
+    let mut c = Checked {
+        started: true,
+        done: true,
+        ..Checked::default()
+    };
+    for u in &plan.units {
+        // A suite's units are TEST.K; their count is the plan's.
+        if let Some((test, _)) = u.id().split_once('.') {
+            *c.units.entry(test.to_string()).or_insert(0) += 1;
+        }
+    }
+    match outcome {
+        HostOutcome::Fatal {
+            kind,
+            message,
+            exc,
+        } => c.fatal = Some((fatal_verdict(profile, &kind, Some(&exc)), message)),
+        HostOutcome::Units(results) => {
+            for r in results {
+                let rec = Record {
+                    id: Some(r.id.clone()),
+                    status: Some(r.status.to_string()),
+                    message: r.message,
+                    exc: r.exc,
+                    cpu_ms: r.wall_ms,
+                    wall_ms: r.wall_ms,
+                    ..Record::default()
+                };
+                c.results.insert(r.id, rec);
+            }
+        }
+    }
+    c
+}
+
+/// Turns what was checked and the runs into outcomes per test. `checker` is the checker
+/// process's run (None when the host judged). `sandbox_error` comes only from our own
+/// machinery: the checker not starting, either sandbox failing.
+fn interpret_checker(
+    profile: &LanguageProfile,
+    problem: &Problem,
+    indices: &[usize],
+    checked: Checked,
+    checker: Option<&RunReport>,
+    run: RunReport,
+) -> HarnessOutcome {
+    let Checked {
+        started,
+        done,
+        units,
+        results,
+        fatal,
+    } = checked;
+    let checker_status = checker.map_or(RunStatus::Ok, |c| c.status);
     let lost = program_outcome(profile, &run);
     // What a test that got no record is given.
     let missing: (Verdict, String) = if let Some(f) = &fatal {
         f.clone()
-    } else if !started || checker.status == RunStatus::SandboxError {
+    } else if !started || checker_status == RunStatus::SandboxError {
+        let why = checker.map_or_else(String::new, |c| {
+            c.message.clone().unwrap_or_else(|| run_failure_message(c))
+        });
         (
             Verdict::SandboxError,
-            format!(
-                "the checker failed: {}",
-                checker
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| run_failure_message(&checker))
-            ),
+            format!("the checker failed: {why}"),
         )
     } else if run.status == RunStatus::SandboxError {
         (
@@ -690,7 +917,7 @@ fn interpret_checker(
         )
     } else if !done && run.status != RunStatus::Ok {
         lost.clone()
-    } else if !done {
+    } else if let (false, Some(checker)) = (done, checker) {
         // The checker ran out of time or memory judging this program's answers (a huge
         // value, say): the program's doing, so its verdict.
         tracing::warn!(status = ?checker.status, stderr = %tail(&checker.stderr), "the checker stopped early");
@@ -704,7 +931,7 @@ fn interpret_checker(
             v,
             format!(
                 "checking the program's answers failed: {}",
-                run_failure_message(&checker)
+                run_failure_message(checker)
             ),
         )
     } else {

@@ -10,6 +10,7 @@ mod compare;
 mod compile;
 mod compiled;
 mod error;
+mod host_check;
 mod judge;
 mod presets;
 mod profile;
