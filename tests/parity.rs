@@ -3,6 +3,9 @@
 //! never mistaken for an infrastructure failure). Each set is judged twice, through the
 //! Python fork server (the default) and with a fresh sandbox per program, and the two
 //! reports of every submission must agree field by field, timings and memory aside. The
+//! fork-server judge has its problems described first, so the host judges every problem
+//! whose tests are all plain asserts (as `crucible judge` does), while the fresh judge
+//! sends every submission through a checker process: the two ways must agree too. The
 //! data is read from ../shared/datasets (or $CRUCIBLE_SHARED_DATASETS); each test is
 //! skipped with a message when it is absent.
 
@@ -28,6 +31,13 @@ fn judge_all(problems: &[Problem], subs: &[Submission], fork: bool) -> Vec<Repor
         assert!(
             judge.fork_server("python").is_some(),
             "the fork server must be up for the parity to mean anything"
+        );
+        let problems: Vec<Arc<Problem>> = problems.iter().cloned().map(Arc::new).collect();
+        let host_judged = judge.prepare_problems(&problems);
+        assert!(
+            host_judged * 2 > problems.len(),
+            "most problems are judged on the host: {host_judged} of {}",
+            problems.len()
         );
     } else {
         assert!(judge.fork_server("python").is_none());

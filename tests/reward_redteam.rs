@@ -1,7 +1,9 @@
 //! The reward red team: wrong programs that attack the judge from inside their own
-//! interpreter (tests/support/hacks.rs), each judged against a HumanEval-shaped, an
-//! MBPP-shaped and a call-test problem on every Python path: the fork server, a fresh
-//! sandbox per program, python-wasm, and `crucible serve` over HTTP. None may be
+//! interpreter (tests/support/hacks.rs), each judged against HumanEval- and MBPP-shaped
+//! problems (judged by a checker process) and their plain-assert versions (judged by the
+//! host once described, as `crucible judge` does), and a call-test problem, on every
+//! Python path: the fork server, a fresh sandbox per program, python-wasm, and `crucible
+//! serve` over HTTP. None may be
 //! accepted and none may get `sandbox_error` (a null reward the learner would mask):
 //! whatever the program does, its reward is a number, and here it is 0. Each test prints
 //! its table of hack, verdict and why.
@@ -13,13 +15,22 @@
 use crucible_core::{Problem, Report, Submission, Verdict};
 use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
-use crucible_suite::hacks::{call_problem, humaneval_problem, mbpp_problem, reward_hacks};
+use crucible_suite::hacks::{
+    call_problem, humaneval_problem, mbpp_problem, plain_mbpp_problem, plain_problem,
+    reward_hacks,
+};
 use crucible_suite::judge_in_order;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
 fn problems() -> Vec<Problem> {
-    vec![humaneval_problem(), mbpp_problem(), call_problem()]
+    vec![
+        humaneval_problem(),
+        mbpp_problem(),
+        plain_problem(),
+        plain_mbpp_problem(),
+        call_problem(),
+    ]
 }
 
 fn new_judge(fork: bool) -> Judge {
@@ -31,6 +42,12 @@ fn new_judge(fork: bool) -> Judge {
     );
     judge.set_fork_server(fork);
     judge.set_fork_server_slots(2);
+    let problems: Vec<Arc<Problem>> = problems().into_iter().map(Arc::new).collect();
+    assert_eq!(
+        judge.prepare_problems(&problems),
+        2,
+        "the two plain problems are judged on the host"
+    );
     judge
 }
 

@@ -68,6 +68,59 @@ pub fn mbpp_problem() -> Problem {
     }
 }
 
+/// A HumanEval-shaped problem whose every assert is a plain call with literals: once
+/// described, the host judges it without a checker process.
+pub fn plain_problem() -> Problem {
+    let test = "\
+def check(candidate):
+    assert candidate(1, 2) == 3
+    assert candidate(-1, 1) == 0
+    assert candidate('a', 'b') == 'ab'
+    assert candidate([1], [2]) == [1, 2]
+    assert candidate((1,), (2,)) == (1, 2)
+    assert True, 'always'
+    assert candidate(2.5, 0.5) == 3.0, 'floats'
+";
+    Problem {
+        id: "redteam/plain".into(),
+        prompt: None,
+        completion_prefix: String::new(),
+        test_setup: String::new(),
+        tests: vec![TestCase::Assert {
+            code: test.into(),
+            entry_point: Some("add".into()),
+        }],
+        reference: Some("def add(a, b):\n    return a + b\n".into()),
+        language: "python".into(),
+        limits: Some(redteam_limits()),
+    }
+}
+
+/// An MBPP-shaped problem of plain asserts only, judged by the host once described.
+pub fn plain_mbpp_problem() -> Problem {
+    let asserts = [
+        "assert add(1, 2) == 3",
+        "assert add(10, 5) == 15",
+        "assert add('x', 'y') == 'xy'",
+    ];
+    Problem {
+        id: "redteam/plain-mbpp".into(),
+        prompt: None,
+        completion_prefix: String::new(),
+        test_setup: String::new(),
+        tests: asserts
+            .iter()
+            .map(|a| TestCase::Assert {
+                code: (*a).into(),
+                entry_point: None,
+            })
+            .collect(),
+        reference: Some("def add(a, b):\n    return a + b\n".into()),
+        language: "python".into(),
+        limits: Some(redteam_limits()),
+    }
+}
+
 /// Call tests: the checker calls, the host compares.
 pub fn call_problem() -> Problem {
     let call = |a: i64, b: i64| TestCase::Call {
