@@ -41,6 +41,8 @@ fn judge_all(problems: &[Problem], subs: &[Submission], fork: bool) -> Vec<Repor
         );
     } else {
         assert!(judge.fork_server("python").is_none());
+        // Every submission through a checker process, against the host's verdicts above.
+        judge.set_host_checks(false);
     }
     judge_in_order(Arc::new(judge), workers, problems, subs.to_vec())
 }

@@ -16,8 +16,7 @@ use crucible_core::{Problem, Report, Submission, Verdict};
 use crucible_judge::{Judge, JudgeOptions, Profiles};
 use crucible_sandbox::{ProcessSandbox, SandboxConfig};
 use crucible_suite::hacks::{
-    call_problem, humaneval_problem, mbpp_problem, plain_mbpp_problem, plain_problem,
-    reward_hacks,
+    call_problem, humaneval_problem, mbpp_problem, plain_mbpp_problem, plain_problem, reward_hacks,
 };
 use crucible_suite::judge_in_order;
 use std::io::{Read, Write};

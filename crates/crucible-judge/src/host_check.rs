@@ -254,7 +254,12 @@ pub(crate) fn run(plan: &HostPlan, mut channel: UnixStream, deadline: Instant) -
         }
     };
     if channel.write_all(&plan.request).is_err() {
-        lost(0, &mut results, "lost", "the program ended before answering");
+        lost(
+            0,
+            &mut results,
+            "lost",
+            "the program ended before answering",
+        );
         return HostOutcome::Units(results);
     }
     let mut last = Instant::now();
@@ -277,7 +282,12 @@ pub(crate) fn run(plan: &HostPlan, mut channel: UnixStream, deadline: Instant) -
             }
         }
         Err(Failure::Lost) => {
-            lost(0, &mut results, "lost", "the program ended before answering");
+            lost(
+                0,
+                &mut results,
+                "lost",
+                "the program ended before answering",
+            );
             return HostOutcome::Units(results);
         }
         Err(Failure::Broken(why)) => {
@@ -304,7 +314,12 @@ pub(crate) fn run(plan: &HostPlan, mut channel: UnixStream, deadline: Instant) -
         let answer = match read_message(&mut channel, deadline) {
             Ok(a) => a,
             Err(Failure::Lost) => {
-                lost(i, &mut results, "lost", "the program ended before answering");
+                lost(
+                    i,
+                    &mut results,
+                    "lost",
+                    "the program ended before answering",
+                );
                 break;
             }
             Err(Failure::Broken(why)) => {
@@ -354,7 +369,11 @@ fn judge_answer(
             format!("{name}: {m}")
         };
         // As in the checker: an AssertionError out of the call fails the assert.
-        let status = if name == "AssertionError" { "fail" } else { "error" };
+        let status = if name == "AssertionError" {
+            "fail"
+        } else {
+            "error"
+        };
         return (status, Some(text), Some(name.to_string()));
     }
     let Some(value) = answer.get("r") else {
@@ -445,7 +464,13 @@ mod tests {
             json!({"$": "it", "v": [1, 2]}),
             json!({"a": 1}),
         ] {
-            for expected in [json!(1), json!([1, 2]), json!(null), json!("a"), json!(true)] {
+            for expected in [
+                json!(1),
+                json!([1, 2]),
+                json!(null),
+                json!("a"),
+                json!(true),
+            ] {
                 assert!(!v(other.clone()).py_eq(&v(expected)), "{other}");
             }
         }
@@ -458,8 +483,14 @@ mod tests {
         let (s, m, _) = judge_answer(&json!({"r": 4}), &three, Some("off"));
         assert_eq!((s, m.as_deref()), ("fail", Some("AssertionError: off")));
         let (s, m, e) = judge_answer(&json!({"e": "ValueError", "m": "boom"}), &three, None);
-        assert_eq!((s, m.as_deref(), e.as_deref()), ("error", Some("ValueError: boom"), Some("ValueError")));
-        assert_eq!(judge_answer(&json!({"e": "AssertionError", "m": ""}), &three, None).0, "fail");
+        assert_eq!(
+            (s, m.as_deref(), e.as_deref()),
+            ("error", Some("ValueError: boom"), Some("ValueError"))
+        );
+        assert_eq!(
+            judge_answer(&json!({"e": "AssertionError", "m": ""}), &three, None).0,
+            "fail"
+        );
         assert_eq!(judge_answer(&json!({"x": 1}), &three, None).0, "broken");
     }
 }

@@ -25,6 +25,8 @@ const CHECKER_PROFILE: &str = "python";
 /// then judges them.
 const CHECKER_MARGIN_MS: u64 = 5_000;
 const CHECKER_MEMORY: u64 = 512 << 20;
+/// Most problems whose host plans are kept (then the cache starts again).
+const HOST_PLANS_MAX: usize = 200_000;
 /// Modules a checker's zygote imports before its first check.
 const CHECKER_PRELOAD: &str = "ast,random";
 /// The fork server's zygote script, in the zygote's own work dir.
@@ -75,6 +77,7 @@ pub struct Judge {
     /// Per harness spec (by hash): the plan the host judges it with alone, or None when
     /// it needs a checker; filled by [`Judge::prepare_problems`].
     host_plans: std::sync::Mutex<HashMap<[u8; 32], Option<Arc<HostPlan>>>>,
+    host_checks: bool,
 }
 
 impl Judge {
@@ -96,6 +99,7 @@ impl Judge {
             forks,
             checkers: OnceLock::new(),
             host_plans: std::sync::Mutex::new(HashMap::new()),
+            host_checks: true,
         }
     }
 
@@ -103,6 +107,13 @@ impl Judge {
     /// every program runs in a fresh sandbox. Verdicts are the same either way.
     pub fn set_fork_server(&mut self, enabled: bool) {
         self.fork_enabled = enabled;
+    }
+
+    /// Whether problems whose tests are all plain asserts are judged on the host (the
+    /// default; see `host_check`), or every submission's tests go through a checker
+    /// process. Verdicts are the same either way.
+    pub fn set_host_checks(&mut self, enabled: bool) {
+        self.host_checks = enabled;
     }
 
     /// The most runs at once in one language's fork server (one zygote each, started on
@@ -523,21 +534,37 @@ impl Judge {
         self.run_harness(profile, run)
     }
 
-    /// The host plan cached for `spec`, if its problem was described and the host can
-    /// judge it alone.
+    /// The host plan for `spec`: cached, or asked of the checker now (once per problem,
+    /// so that the next submissions of a problem, as RL sends them, skip the checker).
+    /// None when the problem needs a checker.
     fn host_plan(&self, spec: &str) -> Option<Arc<HostPlan>> {
-        let plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
-        plans.get(&spec_key(spec)).cloned().flatten()
+        if !self.host_checks {
+            return None;
+        }
+        let key = spec_key(spec);
+        if let Some(plan) = self.lock_plans().get(&key) {
+            return plan.clone();
+        }
+        self.describe(vec![(key, spec.to_string())]);
+        self.lock_plans().get(&key).cloned().flatten()
+    }
+
+    fn lock_plans(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Option<Arc<HostPlan>>>> {
+        self.host_plans.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Has the checker describe `problems`' call and assert tests in one run, so that
     /// the host judges by itself every problem whose tests are all plain asserts of
-    /// literal calls (see `host_check`). Optional: without it every submission's tests
-    /// go through a checker process. Returns how many problems the host can judge alone.
+    /// literal calls (see `host_check`). Without it each problem is described when its
+    /// first submission comes. Returns how many of them the host judges alone.
     pub fn prepare_problems(&self, problems: &[Arc<Problem>]) -> usize {
+        if !self.host_checks {
+            return 0;
+        }
         let mut specs = Vec::new();
+        let mut keys = Vec::new();
         {
-            let plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
+            let plans = self.lock_plans();
             let mut seen = std::collections::HashSet::new();
             for p in problems {
                 let indices = harnessed(p);
@@ -546,17 +573,32 @@ impl Judge {
                 }
                 let spec = harness_spec(p, &indices);
                 let key = spec_key(&spec);
+                keys.push(key);
                 if !plans.contains_key(&key) && seen.insert(key) {
                     specs.push((key, spec));
                 }
             }
         }
+        self.describe(specs);
+        let plans = self.lock_plans();
+        keys.iter()
+            .filter(|k| plans.get(*k).is_some_and(Option::is_some))
+            .count()
+    }
+
+    /// Asks the checker to describe `specs` in one run and caches what it says. A
+    /// checker that cannot describe them leaves them uncached (they go through checkers).
+    fn describe(&self, specs: Vec<([u8; 32], String)>) {
         if specs.is_empty() {
-            return 0;
+            return;
         }
         let list = format!(
             "[{}]",
-            specs.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(",")
+            specs
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         );
         let limits = Limits {
             cpu_time_ms: 120_000,
@@ -569,18 +611,17 @@ impl Judge {
         let described: Vec<Value> = match serde_json::from_str(&run.stdout) {
             Ok(Value::Array(list)) if list.len() == specs.len() => list,
             _ => {
-                tracing::warn!(status = ?run.status, stderr = %tail(&run.stderr), "the checker could not describe the problems; every submission goes through a checker");
-                return 0;
+                tracing::warn!(status = ?run.status, stderr = %tail(&run.stderr), "the checker could not describe problems; their submissions go through checkers");
+                return;
             }
         };
-        let mut plans = self.host_plans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        for ((key, _), d) in specs.into_iter().zip(&described) {
-            let plan = host_check::plan_from(d).map(Arc::new);
-            n += usize::from(plan.is_some());
-            plans.insert(key, plan);
+        let mut plans = self.lock_plans();
+        if plans.len() + specs.len() > HOST_PLANS_MAX {
+            plans.clear();
         }
-        n
+        for ((key, _), d) in specs.into_iter().zip(&described) {
+            plans.insert(key, host_check::plan_from(d).map(Arc::new));
+        }
     }
 
     /// Judges a submission's harnessed tests on the host (see `host_check`): the
@@ -620,9 +661,9 @@ impl Judge {
         let (outcome, run) = std::thread::scope(|s| {
             let host = s.spawn(|| host_check::run(plan, host_end, deadline));
             let run = self.run_harness(profile, run);
-            let outcome = host.join().unwrap_or_else(|_| {
-                host_check::HostOutcome::Units(Vec::new())
-            });
+            let outcome = host
+                .join()
+                .unwrap_or_else(|_| host_check::HostOutcome::Units(Vec::new()));
             (outcome, run)
         });
         let checked = host_checked(profile, plan, outcome);
@@ -667,9 +708,8 @@ impl Judge {
         };
         let checker_limits = checker_limits(profile, limits);
         let (checker, run) = std::thread::scope(|s| {
-            let checker = s.spawn(|| {
-                self.run_checker(spec.into_bytes(), Some(checker_end), checker_limits)
-            });
+            let checker =
+                s.spawn(|| self.run_checker(spec.into_bytes(), Some(checker_end), checker_limits));
             let run = self.run_harness(profile, run);
             let checker = checker
                 .join()
@@ -856,11 +896,9 @@ fn host_checked(profile: &LanguageProfile, plan: &HostPlan, outcome: HostOutcome
         }
     }
     match outcome {
-        HostOutcome::Fatal {
-            kind,
-            message,
-            exc,
-        } => c.fatal = Some((fatal_verdict(profile, &kind, Some(&exc)), message)),
+        HostOutcome::Fatal { kind, message, exc } => {
+            c.fatal = Some((fatal_verdict(profile, &kind, Some(&exc)), message))
+        }
         HostOutcome::Units(results) => {
             for r in results {
                 let rec = Record {
@@ -906,10 +944,7 @@ fn interpret_checker(
         let why = checker.map_or_else(String::new, |c| {
             c.message.clone().unwrap_or_else(|| run_failure_message(c))
         });
-        (
-            Verdict::SandboxError,
-            format!("the checker failed: {why}"),
-        )
+        (Verdict::SandboxError, format!("the checker failed: {why}"))
     } else if run.status == RunStatus::SandboxError {
         (
             Verdict::SandboxError,
