@@ -629,37 +629,30 @@ def prepare(argv, files):
     return plan
 
 
-def _check(plan, chan_fd, out_fd):
-    global json, random
-    import json
-    import random
+class _Recorder:
+    # The records of one check, and the running of each test unit. Records are written
+    # in two writes, the announcements before the program is asked anything and the
+    # rest at the end (each write wakes the host); a checker killed in between leaves
+    # its units unrecorded, which the host blames on the program.
+    __slots__ = ("out_fd", "chan", "pending")
 
-    # Records are written in two writes, the announcements before the program is asked
-    # anything and the rest at the end (each write wakes the host). A checker killed in
-    # between leaves its units unrecorded, which the host blames on the program.
-    pending = []
+    def __init__(self, out_fd, chan):
+        self.out_fd, self.chan, self.pending = out_fd, chan, []
 
-    def flush():
-        data = "".join(pending).encode()
-        pending.clear()
+    def flush(self):
+        data = "".join(self.pending).encode()
+        self.pending.clear()
         while data:
-            data = data[os.write(out_fd, data):]
+            data = data[os.write(self.out_fd, data):]
 
-    def emit(record):
-        pending.append(json.dumps(record) + "\n")
-        if record.get("event") == "done" or len(pending) > 256:
-            flush()
+    def emit(self, record):
+        self.pending.append(json.dumps(record) + "\n")
+        if record.get("event") == "done" or len(self.pending) > 256:
+            self.flush()
 
-    def outcome(status, payload):
-        rec = {"status": status}
-        if status != "pass":
-            rec["message"] = _exc_summary(payload) if payload is not None else ""
-            rec["exc"] = getattr(payload, "remote_type", None) or type(payload).__name__
-        return rec
-
-    chan = _Channel(chan_fd)
-
-    def timed(fn):
+    def timed(self, fn):
+        """Runs a unit: its status ("pass", "fail", "error", "lost"), what it raised
+        (or returned) and its wall time in ms."""
         w0 = time.perf_counter()
         try:
             value = fn()
@@ -672,26 +665,43 @@ def _check(plan, chan_fd, out_fd):
             status, payload = "fail", exc
         except BaseException as exc:  # noqa: B902 - SystemExit etc. fail the test too
             status, payload = "error", exc
-        if chan.dead is not None and status != "lost":
+        dead = self.chan.dead
+        if dead is not None and status != "lost":
             # Whatever the test made of it, the program was gone or broke the protocol.
-            status, payload = ("lost" if type(chan.dead) is _Lost else "error"), chan.dead
+            status, payload = ("lost" if type(dead) is _Lost else "error"), dead
         return status, payload, int((time.perf_counter() - w0) * 1000)
 
-    def report(tid, status, payload, wall, value=None):
+    def report(self, tid, status, payload, wall, value=None):
         if status == "pass" and value is None:
             # The common record, formatted rather than built and dumped.
-            pending.append('{"id":"%s","status":"pass","wall_ms":%d,"cpu_ms":%d}\n' % (tid, wall, wall))
+            self.pending.append(
+                '{"id":"%s","status":"pass","wall_ms":%d,"cpu_ms":%d}\n' % (tid, wall, wall)
+            )
             return
-        rec = {"id": tid, "wall_ms": wall, "cpu_ms": wall}
-        rec.update(outcome(status, payload))
+        rec = {"id": tid, "wall_ms": wall, "cpu_ms": wall, "status": status}
+        if status != "pass":
+            rec["message"] = _exc_summary(payload) if payload is not None else ""
+            rec["exc"] = getattr(payload, "remote_type", None) or type(payload).__name__
         if value is not None:
             rec["value"] = value
-        emit(rec)
+        self.emit(rec)
 
-    emit({"event": "start"})
+    def fatal(self, kind, message, exc):
+        self.emit({"event": "fatal", "kind": kind, "message": message, "exc": exc})
+        self.emit({"event": "done"})
+
+
+def _check(plan, chan_fd, out_fd):
+    global json, random
+    import json
+    import random
+
+    chan = _Channel(chan_fd)
+    rec = _Recorder(out_fd, chan)
+    rec.emit({"event": "start"})
     for tid, check in plan.checks.items():
-        emit({"event": "units", "id": tid, "count": check.count})
-    flush()
+        rec.emit({"event": "units", "id": tid, "count": check.count})
+    rec.flush()
 
     random.seed(0)
     g = {"__name__": "__checker__", "__builtins__": builtins}
@@ -700,61 +710,73 @@ def _check(plan, chan_fd, out_fd):
             exec(plan.prefix.get(), g)
         except BaseException:  # noqa: B902 - then its names come from the program
             g = {"__name__": "__checker__", "__builtins__": builtins}
+    have = _load_program(plan, chan, g, rec)
+    if have is None:
+        return
+    if plan.setup is not None:
+        # After the program's names are bound: MBPP's set-up code builds its test data
+        # with the submission's classes (MBPP/367's trees of Node).
+        status, payload, _ = rec.timed(lambda: exec(plan.setup.get(), g))
+        if status != "pass":
+            exc = getattr(payload, "remote_type", None) or type(payload).__name__
+            rec.fatal("program_error", "test setup: " + _exc_summary(payload), exc)
+            return
+    _run_tests(plan, chan, g, have, rec)
+    rec.emit({"event": "done"})
+
+
+def _load_program(plan, chan, g, rec):
+    """Has the program load the submission and binds, in `g`, the names the tests need
+    from it. Returns what the program said it has, or None when the check is over (the
+    program did not load; every unit has its record then)."""
     names = [n for n in plan.free if n in plan.entries or n not in g]
     try:
         # The first tests' calls go out with the init, unless set-up code runs first
         # (it may call the program too, and calls happen in the tests' order).
         if plan.first is _UNSET:
             plan.first = _batch(_first_calls(plan)) if plan.setup is None else None
-        ahead = plan.first
         init = {"op": "init", "names": names, "setup": plan.spec.get("setup") or ""}
-        reply = chan.request(init, ahead=ahead)
+        reply = chan.request(init, ahead=plan.first)
         fatal = reply.get("fatal")
         if fatal is not None:
             if fatal not in ("compile_error", "program_error"):
                 raise _Broken("the program broke the checker protocol: bad init")
-            emit({"event": "fatal", "kind": fatal, "message": str(reply.get("m"))[-_MESSAGE_MAX:], "exc": str(reply.get("e"))})
-            emit({"event": "done"})
-            return
+            rec.fatal(fatal, str(reply.get("m"))[-_MESSAGE_MAX:], str(reply.get("e")))
+            return None
         have = reply.get("have")
         if type(have) is not dict:
             raise _Broken("the program broke the checker protocol: bad init")
     except (_Lost, _Broken) as exc:
-        # Every unit fails the same way; the units were announced above.
+        # Every unit fails the same way; the units were announced already.
         for test in plan.spec["tests"]:
             tid = test["id"]
             check = plan.checks.get(tid)
             ids = ["%s.%d" % (tid, k) for k in range(check.count)] if check else [tid]
             for uid in ids:
-                report(uid, "lost" if type(exc) is _Lost else "error", exc, 0)
-        emit({"event": "done"})
-        return
+                rec.report(uid, "lost" if type(exc) is _Lost else "error", exc, 0)
+        rec.emit({"event": "done"})
+        return None
     for name in names:
         if name in plan.shadows.values() and name not in plan.entries:
-            continue  # bound per test, above
+            continue  # bound per test, in _run_tests
         if name not in have:
             g.pop(name, None)  # the program does not define it: a NameError, as it was
         elif have[name] == "callable":
             g[name] = Remote(chan, name, name)
         else:
             g[name] = have[name]
+    return have
 
-    if plan.setup is not None:
-        # After the program's names are bound: MBPP's set-up code builds its test data
-        # with the submission's classes (MBPP/367's trees of Node).
-        status, payload, _ = timed(lambda: exec(plan.setup.get(), g))
-        if status != "pass":
-            emit({"event": "fatal", "kind": "program_error", "message": "test setup: " + _exc_summary(payload), "exc": getattr(payload, "remote_type", None) or type(payload).__name__})
-            emit({"event": "done"})
-            return
 
+def _run_tests(plan, chan, g, have, rec):
     tests = plan.spec["tests"]
     for n, test in enumerate(tests):
         tid = test["id"]
         if test["kind"] == "call":
             fn = g.get(test["function"])
             if type(fn) is not Remote:
-                report(tid, "error", NameError("function %r is not defined" % test["function"]), 0)
+                error = NameError("function %r is not defined" % test["function"])
+                rec.report(tid, "error", error, 0)
                 continue
             holder = {}
 
@@ -764,13 +786,15 @@ def _check(plan, chan_fd, out_fd):
                     text = json.dumps(value, allow_nan=False)
                 except ValueError:
                     # An expected value is JSON, which has no nan or infinities.
-                    raise AssertionError("returned %r, which no expected value equals" % (value,)) from None
+                    raise AssertionError(
+                        "returned %r, which no expected value equals" % (value,)
+                    ) from None
                 holder["value"] = json.loads(text)
 
-            status, payload, wall = timed(call)
-            report(tid, status, payload, wall, holder.get("value") if status == "pass" else None)
+            status, payload, wall = rec.timed(call)
+            rec.report(tid, status, payload, wall, holder.get("value") if status == "pass" else None)
         elif tid in plan.checks:
-            _check_suite(tid, plan.checks[tid], g, timed, report)
+            _check_suite(tid, plan.checks[tid], g, rec)
         else:
             if not chan.pending and tid in plan.plain:
                 chan.prefetch(_batch(_code_calls(plan, tests, n, g)))
@@ -779,9 +803,8 @@ def _check(plan, chan_fd, out_fd):
             if shadow is not None and have.get(shadow) == "callable":
                 ns = dict(g)
                 ns[shadow] = Remote(chan, shadow, shadow)
-            status, payload, wall = timed(lambda c=plan.codes[tid], ns=ns: exec(c.get(), ns))
-            report(tid, status, payload, wall)
-    emit({"event": "done"})
+            status, payload, wall = rec.timed(lambda c=plan.codes[tid], ns=ns: exec(c.get(), ns))
+            rec.report(tid, status, payload, wall)
 
 
 def _key(name, args):
@@ -849,15 +872,15 @@ def _code_calls(plan, tests, start, g):
     return calls
 
 
-def _check_suite(tid, plan, g, timed, report):
+def _check_suite(tid, plan, g, rec):
     if plan.parse_error is not None:
-        report(tid + ".0", "error", plan.parse_error, 0)
+        rec.report(tid + ".0", "error", plan.parse_error, 0)
         return
     if plan.whole is not None:
-        status, payload, wall = timed(lambda: exec(plan.whole.get(), g))
-        report(tid + ".0", status, payload, wall)
+        status, payload, wall = rec.timed(lambda: exec(plan.whole.get(), g))
+        rec.report(tid + ".0", status, payload, wall)
         return
-    status, payload, _ = timed(lambda: exec(plan.others.get(), g))
+    status, payload, _ = rec.timed(lambda: exec(plan.others.get(), g))
     candidate = g.get(plan.entry_point)
     failure = None
     if status != "pass":
@@ -866,7 +889,7 @@ def _check_suite(tid, plan, g, timed, report):
         failure = NameError("name %r is not defined" % plan.entry_point)
     if failure is not None:
         for k in range(plan.count):
-            report("%s.%d" % (tid, k), status if status == "lost" else "error", failure, 0)
+            rec.report("%s.%d" % (tid, k), status if status == "lost" else "error", failure, 0)
         return
     local = dict(g)
     local[plan.arg] = candidate
@@ -877,14 +900,14 @@ def _check_suite(tid, plan, g, timed, report):
             if n not in plan.batches:
                 plan.batches[n] = _batch(_run_of_calls(plan.plain, n, plan.entry_point))
             chan.prefetch(plan.batches[n])
-        status, payload, wall = timed(lambda c=unit: exec(c.get(), local))
+        status, payload, wall = rec.timed(lambda c=unit: exec(c.get(), local))
         if has_assert:
-            report("%s.%d" % (tid, k), status, payload, wall)
+            rec.report("%s.%d" % (tid, k), status, payload, wall)
             k += 1
         elif status != "pass":
             # Set-up inside check failed: the remaining asserts cannot run.
             for rest in range(k, plan.count):
-                report("%s.%d" % (tid, rest), status, payload, 0)
+                rec.report("%s.%d" % (tid, rest), status, payload, 0)
             return
 
 

@@ -408,11 +408,9 @@ impl Judge {
         let mut per_test: Vec<Vec<TestOutcome>> = vec![Vec::new(); problem.tests.len()];
         let mut message = None;
 
-        let harnessed: Vec<usize> = (0..problem.tests.len())
-            .filter(|&i| !matches!(problem.tests[i], TestCase::Stdio { .. }))
-            .collect();
-        if !harnessed.is_empty() {
-            let out = self.run_harnessed(profile, problem, &program, &harnessed, limits);
+        let indices = harnessed(problem);
+        if !indices.is_empty() {
+            let out = self.run_harnessed(profile, problem, &program, &indices, limits);
             for (i, outcomes) in out.outcomes {
                 per_test[i] = outcomes;
             }
