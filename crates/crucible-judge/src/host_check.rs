@@ -163,7 +163,7 @@ impl Number {
 /// Python compares an int with a float exactly, not by converting the int.
 fn int_eq_float(i: i64, f: f64) -> bool {
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if !f.is_finite() || f.fract() != 0.0 || f >= TWO_63 || f < -TWO_63 {
+    if !f.is_finite() || f.fract() != 0.0 || !(-TWO_63..TWO_63).contains(&f) {
         return false;
     }
     f as i64 == i
