@@ -635,17 +635,7 @@ impl Judge {
     ) -> HarnessOutcome {
         let (program_end, host_end) = match std::os::unix::net::UnixStream::pair() {
             Ok(pair) => pair,
-            Err(e) => {
-                let run = RunReport::sandbox_error(format!("socketpair: {e}"));
-                return interpret_checker(
-                    profile,
-                    problem,
-                    indices,
-                    Checked::default(),
-                    Some(&run.clone()),
-                    run,
-                );
-            }
+            Err(e) => return no_channel(profile, problem, indices, &e),
         };
         let deadline = std::time::Instant::now()
             + std::time::Duration::from_millis(checker_limits(profile, limits).wall_time_ms);
@@ -683,19 +673,9 @@ impl Judge {
         if let Some(plan) = self.host_plan(&spec) {
             return self.run_host_checked(profile, problem, program, indices, limits, &plan);
         }
-        let (program_end, checker_end) = match socketpair() {
-            Ok(pair) => pair,
-            Err(e) => {
-                let run = RunReport::sandbox_error(format!("socketpair: {e}"));
-                return interpret_checker(
-                    profile,
-                    problem,
-                    indices,
-                    Checked::default(),
-                    Some(&run.clone()),
-                    run,
-                );
-            }
+        let (program_end, checker_end) = match std::os::unix::net::UnixStream::pair() {
+            Ok((a, b)) => (OwnedFd::from(a), OwnedFd::from(b)),
+            Err(e) => return no_channel(profile, problem, indices, &e),
         };
         let run = HarnessRun {
             mode: HarnessMode::Serve,
@@ -752,10 +732,16 @@ fn spec_key(spec: &str) -> [u8; 32] {
     sha2::Sha256::digest(spec.as_bytes()).into()
 }
 
-/// A connected pair of stream sockets (close-on-exec).
-fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (a, b) = std::os::unix::net::UnixStream::pair()?;
-    Ok((a.into(), b.into()))
+/// The outcomes when no channel could be made: our machinery failed, a sandbox error.
+fn no_channel(
+    profile: &LanguageProfile,
+    problem: &Problem,
+    indices: &[usize],
+    e: &std::io::Error,
+) -> HarnessOutcome {
+    let run = RunReport::sandbox_error(format!("socketpair: {e}"));
+    let checked = Checked::default();
+    interpret_checker(profile, problem, indices, checked, Some(&run.clone()), run)
 }
 
 /// The checker's limits: the program's, with room to wait for the program's answers

@@ -547,20 +547,6 @@ impl ForkServer {
             return Err(ExecFailure::broken("no zygote"));
         };
 
-        // The request and its descriptors.
-        let payload = payload_memfd(&req.files)?;
-        let stdin = match channel {
-            Some(c) => c,
-            None => stdin_memfd(&req.stdin)?,
-        };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        for r in [&out_r, &err_r] {
-            set_nonblocking(r)?;
-            // SAFETY: fcntl on a pipe we own; a refusal (over the user's pipe quota)
-            // only leaves the default size.
-            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
-        }
         let rl: Vec<Rlimit> = rlimits(&limits, true, cg.measures_cpu());
         let msg = serde_json::json!({
             "op": "exec",
@@ -571,20 +557,7 @@ impl ForkServer {
             "rlimits": rl.iter().map(|&(r, s, h)| (r, s, h)).collect::<Vec<_>>(),
             "work_bytes": limits.work_dir_bytes.max(4096),
         });
-        let fds = [
-            stdin.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-            payload.as_raw_fd(),
-        ];
-        let sent = Instant::now();
-        send_with_fds(&z.sock, msg.to_string().as_bytes(), &fds)
-            .map_err(|e| ExecFailure::broken(format!("sending the request to the zygote: {e}")))?;
-        // The zygote has its copies; ours must go so that EOFs arrive.
-        drop((stdin, out_w, err_w, payload));
-
-        let mut out = Capture::new(out_r, limits.output_bytes);
-        let mut err = Capture::new(err_r, limits.output_bytes);
+        let (mut out, mut err, sent) = send_exec(z, &msg, req, channel)?;
         let watch = Watch {
             zygote: z,
             cgroup: cg,
@@ -655,18 +628,6 @@ impl ForkServer {
         let Some(z) = slot.zygote.as_ref() else {
             return Err(ExecFailure::broken("no zygote"));
         };
-        let payload = payload_memfd(&req.files)?;
-        let stdin = match channel {
-            Some(c) => c,
-            None => stdin_memfd(&req.stdin)?,
-        };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        for r in [&out_r, &err_r] {
-            set_nonblocking(r)?;
-            // SAFETY: as in `exec`.
-            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
-        }
         let msg = serde_json::json!({
             "op": "exec",
             "id": id,
@@ -674,19 +635,7 @@ impl ForkServer {
             "files": req.files.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>(),
             "prepare": req.prepare,
         });
-        let fds = [
-            stdin.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-            payload.as_raw_fd(),
-        ];
-        let sent = Instant::now();
-        send_with_fds(&z.sock, msg.to_string().as_bytes(), &fds)
-            .map_err(|e| ExecFailure::broken(format!("sending the request to the zygote: {e}")))?;
-        drop((stdin, out_w, err_w, payload));
-
-        let mut out = Capture::new(out_r, limits.output_bytes);
-        let mut err = Capture::new(err_r, limits.output_bytes);
+        let (mut out, mut err, sent) = send_exec(z, &msg, req, channel)?;
         let deadline = sent + Duration::from_millis(limits.wall_time_ms);
         // Either the zygote's exit report, or why it had to go (and what the execution
         // is then reported as).
@@ -775,6 +724,43 @@ impl ForkServer {
             report: Some(Box::new(report)),
         })
     }
+}
+
+/// Sends an execution's request `msg` to `z` with its descriptors: stdin (`channel`, or
+/// a memfd of `req.stdin`), the stdout and stderr pipes' write ends, and a memfd of the
+/// files. Returns the captures of the pipes' read ends and when the request went out.
+fn send_exec(
+    z: &Zygote,
+    msg: &serde_json::Value,
+    req: &ExecRequest,
+    channel: Option<OwnedFd>,
+) -> Result<(Capture, Capture, Instant), ExecFailure> {
+    let payload = payload_memfd(&req.files)?;
+    let stdin = match channel {
+        Some(c) => c,
+        None => stdin_memfd(&req.stdin)?,
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    for r in [&out_r, &err_r] {
+        set_nonblocking(r)?;
+        // SAFETY: fcntl on a pipe we own; a refusal (over the user's pipe quota) only
+        // leaves the default size.
+        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+    }
+    let fds = [
+        stdin.as_raw_fd(),
+        out_w.as_raw_fd(),
+        err_w.as_raw_fd(),
+        payload.as_raw_fd(),
+    ];
+    let sent = Instant::now();
+    send_with_fds(&z.sock, msg.to_string().as_bytes(), &fds)
+        .map_err(|e| ExecFailure::broken(format!("sending the request to the zygote: {e}")))?;
+    // The zygote has its copies; ours must go so that EOFs arrive.
+    drop((stdin, out_w, err_w, payload));
+    let limit = req.limits.output_bytes;
+    Ok((Capture::new(out_r, limit), Capture::new(err_r, limit), sent))
 }
 
 impl Drop for ForkServer {
