@@ -24,6 +24,7 @@ const CHECKER_PROFILE: &str = "python";
 /// Room a checker gets over the program's limits: it waits for the program's answers,
 /// then judges them.
 const CHECKER_MARGIN_MS: u64 = 5_000;
+/// The least memory a checker gets (a program's answers can be large).
 const CHECKER_MEMORY: u64 = 512 << 20;
 /// Most problems whose host plans are kept (then the cache starts again).
 const HOST_PLANS_MAX: usize = 200_000;
@@ -77,6 +78,7 @@ pub struct Judge {
     /// Per harness spec (by hash): the plan the host judges it with alone, or None when
     /// it needs a checker; filled by [`Judge::prepare_problems`].
     host_plans: std::sync::Mutex<HashMap<[u8; 32], Option<Arc<HostPlan>>>>,
+    /// Whether the host judges plain problems itself (see [`Judge::set_host_checks`]).
     host_checks: bool,
 }
 
