@@ -6,6 +6,39 @@
 
 use crucible_core::{Limits, Problem, TestCase};
 
+/// A problem of `tests` with the red team's limits and `add` as its reference.
+fn problem(id: &str, prefix: &str, setup: &str, tests: Vec<TestCase>) -> Problem {
+    Problem {
+        id: id.into(),
+        prompt: None,
+        completion_prefix: prefix.into(),
+        test_setup: setup.into(),
+        tests,
+        reference: Some("def add(a, b):\n    return a + b\n".into()),
+        language: "python".into(),
+        limits: Some(redteam_limits()),
+    }
+}
+
+/// HumanEval's form: one `check(candidate)` suite for `add`.
+fn check_suite(code: &str) -> Vec<TestCase> {
+    vec![TestCase::Assert {
+        code: code.into(),
+        entry_point: Some("add".into()),
+    }]
+}
+
+/// MBPP's form: one test per assert line.
+fn assert_lines(lines: &[&str]) -> Vec<TestCase> {
+    lines
+        .iter()
+        .map(|a| TestCase::Assert {
+            code: (*a).into(),
+            entry_point: None,
+        })
+        .collect()
+}
+
 /// A HumanEval-shaped problem: a prompt with a helper, `check(candidate)` of asserts
 /// that use the helper, the math module, tolerances, big ints and a list built from
 /// several calls.
@@ -24,21 +57,16 @@ def check(candidate):
     assert candidate(10**30, 1) == 10**30 + 1
     assert candidate('a', 'b') == 'ab' and candidate((1,), (2,)) == (1, 2)
 ";
-    Problem {
-        id: "redteam/humaneval".into(),
-        prompt: None,
-        completion_prefix:
-            "import math\n\n\ndef helper(x):\n    \"\"\"Twice x.\"\"\"\n    return x * 2\n\n\n"
-                .into(),
-        test_setup: String::new(),
-        tests: vec![TestCase::Assert {
-            code: test.into(),
-            entry_point: Some("add".into()),
-        }],
-        reference: Some("def add(a, b):\n    return a + b\n".into()),
-        language: "python".into(),
-        limits: Some(redteam_limits()),
-    }
+    let prefix = "import math
+
+
+def helper(x):
+    \"\"\"Twice x.\"\"\"
+    return x * 2
+
+
+";
+    problem("redteam/humaneval", prefix, "", check_suite(test))
 }
 
 /// An MBPP-shaped problem: one assert per test, with set-up imports.
@@ -50,22 +78,7 @@ pub fn mbpp_problem() -> Problem {
         "assert abs(add(2.5, 2.5) - 5.0) < 1e-9",
         "assert sorted(add([3], [1])) == [1, 3]",
     ];
-    Problem {
-        id: "redteam/mbpp".into(),
-        prompt: None,
-        completion_prefix: String::new(),
-        test_setup: "import math".into(),
-        tests: asserts
-            .iter()
-            .map(|a| TestCase::Assert {
-                code: (*a).into(),
-                entry_point: None,
-            })
-            .collect(),
-        reference: Some("def add(a, b):\n    return a + b\n".into()),
-        language: "python".into(),
-        limits: Some(redteam_limits()),
-    }
+    problem("redteam/mbpp", "", "import math", assert_lines(&asserts))
 }
 
 /// A HumanEval-shaped problem whose every assert is a plain call with literals: once
@@ -81,19 +94,7 @@ def check(candidate):
     assert True, 'always'
     assert candidate(2.5, 0.5) == 3.0, 'floats'
 ";
-    Problem {
-        id: "redteam/plain".into(),
-        prompt: None,
-        completion_prefix: String::new(),
-        test_setup: String::new(),
-        tests: vec![TestCase::Assert {
-            code: test.into(),
-            entry_point: Some("add".into()),
-        }],
-        reference: Some("def add(a, b):\n    return a + b\n".into()),
-        language: "python".into(),
-        limits: Some(redteam_limits()),
-    }
+    problem("redteam/plain", "", "", check_suite(test))
 }
 
 /// An MBPP-shaped problem of plain asserts only, judged by the host once described.
@@ -103,22 +104,7 @@ pub fn plain_mbpp_problem() -> Problem {
         "assert add(10, 5) == 15",
         "assert add('x', 'y') == 'xy'",
     ];
-    Problem {
-        id: "redteam/plain-mbpp".into(),
-        prompt: None,
-        completion_prefix: String::new(),
-        test_setup: String::new(),
-        tests: asserts
-            .iter()
-            .map(|a| TestCase::Assert {
-                code: (*a).into(),
-                entry_point: None,
-            })
-            .collect(),
-        reference: Some("def add(a, b):\n    return a + b\n".into()),
-        language: "python".into(),
-        limits: Some(redteam_limits()),
-    }
+    problem("redteam/plain-mbpp", "", "", assert_lines(&asserts))
 }
 
 /// Call tests: the checker calls, the host compares.
@@ -129,16 +115,12 @@ pub fn call_problem() -> Problem {
         expected: (a + b).into(),
         atol: None,
     };
-    Problem {
-        id: "redteam/call".into(),
-        prompt: None,
-        completion_prefix: String::new(),
-        test_setup: String::new(),
-        tests: vec![call(1, 2), call(40, 2), call(-5, 5)],
-        reference: Some("def add(a, b):\n    return a + b\n".into()),
-        language: "python".into(),
-        limits: Some(redteam_limits()),
-    }
+    problem(
+        "redteam/call",
+        "",
+        "",
+        vec![call(1, 2), call(40, 2), call(-5, 5)],
+    )
 }
 
 /// Tight enough that the hacks that hang end quickly.

@@ -110,7 +110,6 @@ class _Channel:
         self.dead = None  # why it can no longer be used
         self.handles = {}
         self.decode = decoder(self._make_handle)
-        self.wait = 0.0
         # Keys of calls sent ahead and not yet answered, in order (see prefetch).
         self.pending = collections.deque()
 
@@ -144,7 +143,6 @@ class _Channel:
         `ahead` (see prefetch), and returns the answer to `msg`."""
         if self.dead is not None:
             raise self.dead
-        t0 = time.perf_counter()
         try:
             if key is not None and self.pending and self.pending[0] == key:
                 self.pending.popleft()
@@ -162,8 +160,6 @@ class _Channel:
         except ProtocolError as exc:
             self.dead = _Broken("the program broke the checker protocol: %s" % exc)
             raise self.dead from None
-        finally:
-            self.wait += time.perf_counter() - t0
         if type(reply) is not dict:
             self.dead = _Broken("the program broke the checker protocol: not an object")
             raise self.dead

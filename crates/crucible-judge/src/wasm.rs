@@ -257,7 +257,7 @@ mod enabled {
 
     /// Runs the Python harness (or, for a source interpreter such as QuickJS, the
     /// program itself, stdio only) in a wasm guest of the profile's interpreter.
-    pub(crate) fn run_harness(profile: &LanguageProfile, run_: HarnessRun<'_>) -> RunReport {
+    pub(crate) fn run_harness(profile: &LanguageProfile, harness: HarnessRun<'_>) -> RunReport {
         let Some(w) = &profile.wasm else {
             return RunReport::sandbox_error(format!("{} is not a wasm language", profile.name));
         };
@@ -270,19 +270,19 @@ mod enabled {
         };
         let (argv, files, module) = match (w.boot, &w.source) {
             (Some(Boot::Python), _) => {
-                let mut files = run_.files();
+                let mut files = harness.files();
                 files.push((BOOT_FILE.into(), WASM_BOOT.as_bytes().to_vec()));
                 let argv = vec![
                     "python".to_string(),
                     format!("/work/{BOOT_FILE}"),
                     "run".into(),
                     format!("/work/{HARNESS_FILE}"),
-                    run_.mode.arg().into(),
+                    harness.mode.arg().into(),
                 ];
                 (argv, files, interpreter(b, profile, w, path))
             }
-            (None, Some(source)) if run_.mode == HarnessMode::Stdio => {
-                let files = vec![(source.clone(), run_.program.as_bytes().to_vec())];
+            (None, Some(source)) if harness.mode == HarnessMode::Stdio => {
+                let files = vec![(source.clone(), harness.program.as_bytes().to_vec())];
                 let argv = profile.argv(&format!("/work/{source}"), &[]);
                 (argv, files, b.load_file(path).map_err(|e| e.to_string()))
             }
@@ -297,9 +297,9 @@ mod enabled {
             argv,
             env: profile.env.clone(),
             files,
-            stdin: run_.stdin,
-            limits: run_.limits,
-            channel: run_.channel,
+            stdin: harness.stdin,
+            limits: harness.limits,
+            channel: harness.channel,
         };
         run(b, w, module, guest)
     }
