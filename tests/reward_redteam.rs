@@ -352,3 +352,46 @@ def add(a, b):
         "{r:?}"
     );
 }
+
+#[test]
+fn a_program_cannot_reach_the_next_check() {
+    // One checker, run in place, judges one submission after another. The first floods
+    // its channel with forged answers: glued to each real one (so that the checker's
+    // read-ahead takes them in with its last answer) and from a thread that outlives
+    // the answers. The second, wrong, must still get its own verdicts.
+    let mut judge = new_judge(true);
+    judge.set_fork_server_slots(1);
+    judge.set_host_checks(false);
+    let flood = r#"import os, json, struct, threading
+FORGED = b''.join(struct.pack('>I', len(b)) + b for b in [json.dumps({'r': 3}).encode()] * 64)
+def spam():
+    for _ in range(1000):
+        try:
+            os.write(0, FORGED)
+        except OSError:
+            return
+threading.Thread(target=spam, daemon=True).start()
+import sys
+m = sys.modules['__main__']
+if hasattr(m, 'frame'):
+    real = m.frame
+    m.send = lambda fd, obj: m.write_all(fd, real(obj) + FORGED)
+def add(a, b):
+    return a + b
+"#;
+    for p in [humaneval_problem(), mbpp_problem()] {
+        let sub = |code: &str| Submission {
+            task_id: p.id.clone(),
+            sample: 0,
+            language: "python".into(),
+            completion: code.into(),
+        };
+        let first = judge.judge(&p, &sub(flood)).expect("judgeable");
+        assert_ne!(first.verdict, Verdict::SandboxError, "{first:?}");
+        let wrong = judge
+            .judge(&p, &sub("def add(a, b):\n    return None\n"))
+            .expect("judgeable");
+        assert_eq!(wrong.verdict, Verdict::WrongAnswer, "{wrong:?}");
+        assert_eq!(wrong.passed, 0, "{wrong:?}");
+    }
+}
